@@ -1,0 +1,22 @@
+"""vissl_aasae: AASAE (augmentation-augmented stochastic autoencoder) as a VISSL plugin.
+
+Importing this package patches VISSL for today's stack (:mod:`vissl_aasae.compat`) and
+registers every component with VISSL's and classy_vision's registries:
+
+- trunk ``aasae_resnet``; heads ``aasae_stochastic_projection``, ``aasae_deterministic_projection``,
+  ``aasae_resnet_decoder``; loss ``aasae_loss``;
+- transform ``AASAEViews`` (+ ``AASAERandomGaussianBlur``); collator ``aasae_collator``;
+  data source ``aasae_array``; the hook generator :func:`vissl_aasae.hooks.aasae_hook_generator`.
+"""
+from vissl_aasae import compat
+
+compat.apply()
+
+from vissl_aasae.data import aasae_array, aasae_collator, aasae_gaussian_blur, aasae_views  # noqa: E402,F401
+from vissl_aasae.losses import aasae_loss  # noqa: E402,F401
+from vissl_aasae.models.heads import aasae_projection, aasae_resnet_decoder  # noqa: E402,F401
+from vissl_aasae.models.trunks import aasae_resnet  # noqa: E402,F401
+
+aasae_array.register()
+
+__version__ = "0.1.0"

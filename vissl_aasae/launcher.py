@@ -1,0 +1,60 @@
+"""VISSL's ``run_distributed_engines`` command line with the plugin active everywhere.
+
+Same arguments as VISSL's tool (``config=...`` plus Hydra overrides).  Differences: the plugin is
+imported here, in every rank spawned by ``torch.multiprocessing`` (through the hook generator,
+pickled by reference) and in DataLoader workers (transforms unpickle by qualified name);
+CPU ranks share the cores instead of each taking all of them; and a bad config (unknown name,
+unknown component, missing data) stops before any work with one line naming the culprit.
+"""
+import logging
+import os
+import sys
+from typing import List
+
+import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
+from vissl_aasae.config_check import ConfigError, check_config
+
+
+def compose(overrides: List[str]):
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
+
+    try:
+        cfg = compose_hydra_configuration(overrides)
+        return convert_to_attrdict(cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(first_line) from None
+
+
+def main(argv: List[str] = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, config = compose(overrides)
+        check_config(config)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
+
+    from vissl_aasae.hooks import aasae_hook_generator, rank_threads
+
+    if config.MACHINE.DEVICE == "cpu":
+        # the threads each spawned rank starts with; the hook generator sets torch's count again
+        os.environ.setdefault("OMP_NUM_THREADS", str(rank_threads(config)))
+    if config.SLURM.USE_SLURM:
+        launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
+    else:
+        launch_distributed(
+            cfg=config,
+            node_id=args.node_id,
+            engine_name=args.engine_name,
+            hook_generator=aasae_hook_generator,
+        )
+    logging.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The inverted ResNet decoder of AASAE (pure PyTorch; the VISSL head wraps it).
+
+No batch norm, every conv with bias, ReLU, nearest-neighbour upsampling:
+``Linear(d,h) -> ReLU -> Linear(h,h) -> ReLU``, reshape to ``(h/16, 4, 4)``, ``conv1x1(h/16 -> h)``,
+ReLU; four stages mirroring the encoder (reversed layer counts, widths 512/256/128/64 x block
+expansion x width multiplier) where stage 1 resizes to ``input_height / f`` and stages 2-4
+upsample x2 inside their first block (before conv1 in a basic block, after conv1 in a
+bottleneck; the shortcut is upsample + conv1x1); then x2 if the encoder had a max-pool,
+``conv3x3(-> 64)``, ReLU, x2 if the stem was not 3x3, ``conv3x3(64 -> 3)``.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.models.resnet import BasicBlock
+
+from vissl_aasae.models.resnet_spec import STEMS, ResNetSpec
+
+
+def _conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, bias=True)
+
+
+def _conv1x1(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, bias=True)
+
+
+class Resize(nn.Module):
+    """Nearest-neighbour resize to a fixed ``size`` or by a ``scale`` factor."""
+
+    def __init__(self, size: int = None, scale: int = None):
+        super().__init__()
+        self.size, self.scale = size, scale
+
+    def forward(self, x):
+        if self.size is not None:
+            return F.interpolate(x, size=(self.size, self.size), mode="nearest")
+        return F.interpolate(x, scale_factor=self.scale, mode="nearest")
+
+    def extra_repr(self):
+        return f"size={self.size}" if self.size is not None else f"scale={self.scale}"
+
+
+class UpBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, resize: nn.Module = None, shortcut: nn.Module = None):
+        super().__init__()
+        self.resize = resize
+        self.conv1 = _conv3x3(inplanes, planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        out = self.resize(x) if self.resize is not None else x
+        out = F.relu(self.conv1(out), inplace=True)
+        out = self.conv2(out)
+        identity = self.shortcut(x) if self.shortcut is not None else x
+        return F.relu(out + identity, inplace=True)
+
+
+class UpBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, resize: nn.Module = None, shortcut: nn.Module = None):
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.resize = resize
+        self.conv2 = _conv3x3(planes, planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        out = F.relu(self.conv1(x), inplace=True)
+        if self.resize is not None:
+            out = self.resize(out)
+        out = F.relu(self.conv2(out), inplace=True)
+        out = self.conv3(out)
+        identity = self.shortcut(x) if self.shortcut is not None else x
+        return F.relu(out + identity, inplace=True)
+
+
+def decoder_output_factor(stem: str) -> int:
+    """``f``: the decoder's first stage works at ``input_height / f``."""
+    kernel, stride, maxpool = STEMS[stem]
+    return 8 * (2 if kernel != 3 else 1) * (2 if maxpool else 1)
+
+
+def check_input_height(stem: str, input_height: int) -> None:
+    f = decoder_output_factor(stem)
+    if input_height < f or input_height % f != 0:
+        raise ValueError(
+            f"input_height={input_height} cannot be produced by the decoder for stem {stem!r}: "
+            f"it must be a positive multiple of {f} (e.g. 32 for cifar, 96 for stl10, 224 for imagenet)"
+        )
+
+
+class ResNetDecoder(nn.Module):
+    def __init__(self, spec: ResNetSpec, latent_dim: int, input_height: int):
+        super().__init__()
+        check_input_height(spec.stem, input_height)
+        kernel, _, maxpool = STEMS[spec.stem]
+        self.spec = spec
+        self.input_height = input_height
+        self.upsample_maxpool = maxpool
+        self.upsample_stem = kernel != 3
+        block = UpBasicBlock if spec.block is BasicBlock else UpBottleneck
+        h = spec.feature_dim
+        self.h = h
+        self.linear = nn.Sequential(
+            nn.Linear(latent_dim, h), nn.ReLU(inplace=True), nn.Linear(h, h), nn.ReLU(inplace=True)
+        )
+        self.conv1 = _conv1x1(h // 16, h)
+        size = 4
+        inplanes = h
+        stages = []
+        for i, n_blocks in enumerate(reversed(spec.layers)):
+            planes = (512 >> i) * spec.width_multiplier
+            if i == 0:
+                target = input_height // decoder_output_factor(spec.stem)
+                resize = Resize(size=target) if target != size else None
+                size = target
+            else:
+                resize = Resize(scale=2)
+                size *= 2
+            shortcut = None
+            if resize is not None or inplanes != planes * block.expansion:
+                layers = [resize] if resize is not None else []
+                shortcut = nn.Sequential(*layers, _conv1x1(inplanes, planes * block.expansion))
+            blocks = [block(inplanes, planes, resize, shortcut)]
+            inplanes = planes * block.expansion
+            blocks += [block(inplanes, planes) for _ in range(1, n_blocks)]
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.conv2 = _conv3x3(inplanes, 64)
+        self.final_conv = _conv3x3(64, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.linear(z).view(z.shape[0], self.h // 16, 4, 4)
+        x = F.relu(self.conv1(x), inplace=True)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        if self.upsample_maxpool:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.relu(self.conv2(x), inplace=True)
+        if self.upsample_stem:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.final_conv(x)
