@@ -24,8 +24,9 @@ def compose(overrides: List[str]):
         cfg = compose_hydra_configuration(overrides)
         return convert_to_attrdict(cfg)
     except (HydraException, OmegaConfBaseException) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(first_line) from None
+        # Hydra's message spans lines (e.g. the available options): keep it, on one line
+        message = " ".join(str(err).split("Config search path")[0].split())
+        raise ConfigError(message or type(err).__name__) from None
 
 
 def main(argv: List[str] = None) -> int:

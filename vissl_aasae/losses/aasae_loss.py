@@ -10,6 +10,7 @@ distribution actually sampled), summed over latent dimensions.  ``kl_coeff`` = 0
 :class:`AASAELossCriterion` holds the math and is called directly by tests; :class:`AASAELoss`
 is the thin ``ClassyLoss`` VISSL builds from ``LOSS.aasae_loss``.
 """
+import logging
 import math
 from typing import Dict, List
 
@@ -26,6 +27,11 @@ LOG_2PI = math.log(2 * math.pi)
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(x | mean, std^2)."""
     return -0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI
+
+
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """Half/bfloat16 tensors (autocast) up to float32; float64 stays float64."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -47,14 +53,14 @@ class AASAELossCriterion(nn.Module):
                 f"image shape {tuple(target.shape)}; check the decoder head's input_height and the data transforms"
             )
         # the likelihood in float32 even under mixed precision
-        x_hat, target, log_scale = x_hat.float(), target.float(), log_scale.float()
+        x_hat, target, log_scale = map(at_least_float32, (x_hat, target, log_scale))
         scale = torch.exp(log_scale / 2) + SCALE_EPS
         num_dims = target[0].numel()
         log_pxz = gaussian_log_prob(target.unsqueeze(0), x_hat, scale).flatten(2).sum(-1)  # (k, B)
         recon = log_pxz.mean(0)  # (B,)
         stochastic = log_var.numel() > 0
         if stochastic:
-            mu, log_var, z = mu.float(), log_var.float(), z.float()
+            mu, log_var, z = map(at_least_float32, (mu, log_var, z))
             std = posterior_std(log_var)
             kl = (-torch.log(std) + 0.5 * (std**2 + mu**2) - 0.5).sum(-1)  # (B,)
         elif self.kl_coeff > 0:
@@ -93,7 +99,11 @@ class AASAELoss(ClassyLoss):
 
     @classmethod
     def from_config(cls, loss_config):
-        return cls(loss_config)
+        from classy_vision.generic.distributed_util import get_rank, get_world_size
+
+        loss = cls(loss_config)
+        logging.info(f"vissl_aasae: {loss!r} built in rank {get_rank()} of {get_world_size()}")
+        return loss
 
     def forward(self, output: List[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if not (isinstance(output, (list, tuple)) and len(output) == 5):

@@ -1,0 +1,82 @@
+"""Each compat patch: a test that fails without it."""
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from vissl_aasae import compat
+from vissl_aasae.launcher import compose
+
+
+def test_broadcast_object_single_process_makes_no_byte_copy(monkeypatch):
+    from classy_vision.generic import distributed_util, util
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("torch.ByteTensor(memoryview) copy used")
+
+    monkeypatch.setattr(torch, "ByteTensor", forbidden)
+    payload = {"w": torch.randn(1000, 1000)}
+    for module in (distributed_util, util):
+        assert module.broadcast_object(payload) is payload
+
+
+def _broadcast_worker(rank, port, queue):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    from classy_vision.generic.distributed_util import broadcast_object
+
+    import vissl_aasae  # noqa: F401
+
+    obj = {"w": torch.arange(3_000_000, dtype=torch.float32), "meta": "x"} if rank == 0 else None
+    out = broadcast_object(obj)
+    queue.put((rank, out["meta"], float(out["w"].sum()), out["w"].shape[0]))
+    dist.destroy_process_group()
+
+
+def test_broadcast_object_two_ranks_delivers_the_object():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_broadcast_worker, args=(r, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(30)
+    expected = float(torch.arange(3_000_000, dtype=torch.float32).sum())
+    assert results == [(0, "x", expected, 3_000_000), (1, "x", expected, 3_000_000)]
+
+
+def test_apex_amp_default_becomes_pytorch():
+    _, config = compose(["config=pretrain/aasae/quickstart", "config.MODEL.AMP_PARAMS.USE_AMP=True",
+                         "config.MODEL.AMP_PARAMS.AMP_TYPE=apex", "config.MODEL.SYNC_BN_CONFIG.SYNC_BN_TYPE=apex"])
+    assert config.MODEL.AMP_PARAMS.AMP_TYPE == "pytorch"
+    assert config.MODEL.SYNC_BN_CONFIG.SYNC_BN_TYPE == "pytorch"
+
+
+def test_larc_without_apex_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="OPTIMIZER.use_larc"):
+        compose(["config=pretrain/aasae/quickstart", "config.OPTIMIZER.use_larc=True"])
+
+
+def test_patches_are_idempotent():
+    from vissl.utils import hydra_config
+
+    before = hydra_config.infer_and_assert_hydra_config
+    compat.apply()
+    compat.apply()
+    assert hydra_config.infer_and_assert_hydra_config is before
+
+
+def test_legacy_import_warnings_are_silenced():
+    code = "import vissl_aasae, vissl.data, vissl.hooks"
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pkg_resources is deprecated" not in out.stderr
+    assert "_functional_video" not in out.stderr

@@ -1,0 +1,126 @@
+"""Trunks, projection heads and decoders: shapes, parameter layout, gradients, build-time errors."""
+import itertools
+
+import pytest
+import torch
+import torchvision
+from vissl.models import build_model
+
+from vissl_aasae.launcher import compose
+from vissl_aasae.losses.aasae_loss import AASAELoss
+from vissl_aasae.models.resnet_decoder import ResNetDecoder, check_input_height
+from vissl_aasae.models.resnet_spec import ResNetSpec
+from vissl_aasae.models.trunks.aasae_resnet import build_feature_blocks
+
+STEM_SIZES = {"cifar": [32, 64], "stl10": [96, 64], "imagenet": [224, 64]}
+
+
+def encode(blocks, x):
+    for block in blocks.values():
+        x = block(x)
+    return x
+
+
+@pytest.mark.parametrize("stem", sorted(STEM_SIZES))
+def test_decoder_reconstructs_input_shape_for_every_pairing(stem):
+    torch.manual_seed(0)
+    for height in STEM_SIZES[stem]:
+        for enc_depth, dec_depth in itertools.product((18, 34, 50), repeat=2):
+            spec = ResNetSpec(dec_depth, 1, stem)
+            decoder = ResNetDecoder(spec, latent_dim=8, input_height=height)
+            out = decoder(torch.randn(1, 8))
+            assert out.shape == (1, 3, height, height), (enc_depth, dec_depth, stem, height)
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_wide_resnet50_feature_and_decoder_widths(width):
+    spec = ResNetSpec(50, width, "cifar")
+    assert spec.feature_dim == 2048 * width
+    decoder = ResNetDecoder(spec, latent_dim=8, input_height=32)
+    assert decoder.layer1[0].conv3.out_channels == 2048 * width
+    assert decoder.layer4[0].conv3.out_channels == 256 * width
+    assert decoder(torch.randn(2, 8)).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("depth,dim", [(18, 512), (34, 512), (50, 2048)])
+@pytest.mark.parametrize("stem,size", [("cifar", 32), ("stl10", 96), ("imagenet", 224)])
+def test_trunk_feature_dim(depth, dim, stem, size):
+    blocks = build_feature_blocks(ResNetSpec(depth, 1, stem)).eval()
+    assert encode(blocks, torch.randn(1, 3, size, size)).shape == (1, dim)
+
+
+@pytest.mark.parametrize("depth,factory", [(18, torchvision.models.resnet18), (34, torchvision.models.resnet34), (50, torchvision.models.resnet50)])
+def test_imagenet_trunk_has_torchvision_layout(depth, factory):
+    ours = {k: v.shape for k, v in build_feature_blocks(ResNetSpec(depth, 1, "imagenet")).state_dict().items()}
+    theirs = {k: v.shape for k, v in factory(weights=None).state_dict().items() if not k.startswith("fc.")}
+    assert ours == theirs
+
+
+def test_decoder_layout_follows_the_method():
+    dec = ResNetDecoder(ResNetSpec(18, 1, "stl10"), latent_dim=128, input_height=96)
+    assert [type(m).__name__ for m in dec.linear] == ["Linear", "ReLU", "Linear", "ReLU"]
+    assert dec.linear[0].in_features == 128 and dec.linear[2].out_features == 512
+    assert dec.conv1.in_channels == 512 // 16 and dec.conv1.out_channels == 512
+    assert [len(s) for s in (dec.layer1, dec.layer2, dec.layer3, dec.layer4)] == [2, 2, 2, 2]
+    assert [s[0].conv2.out_channels for s in (dec.layer1, dec.layer2, dec.layer3, dec.layer4)] == [512, 256, 128, 64]
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in dec.modules())
+    assert all(m.bias is not None for m in dec.modules() if isinstance(m, torch.nn.Conv2d))
+    # stage 1 resizes to 96 / 16 = 6, then x2 per stage: 6, 12, 24, 48, then x2 for the 7x7 stem
+    assert dec.layer1[0].resize.size == 6 and dec.upsample_stem and not dec.upsample_maxpool
+    dec50 = ResNetDecoder(ResNetSpec(50, 1, "imagenet"), latent_dim=128, input_height=224)
+    assert [len(s) for s in (dec50.layer1, dec50.layer2, dec50.layer3, dec50.layer4)] == [3, 6, 4, 3]
+
+
+@pytest.mark.parametrize("stem,height", [("cifar", 30), ("stl10", 88), ("imagenet", 200)])
+def test_resolution_the_stem_cannot_produce_is_refused(stem, height):
+    with pytest.raises(ValueError, match=f"input_height={height}.*{stem}"):
+        check_input_height(stem, height)
+
+
+def build(overrides):
+    _, config = compose(["config=pretrain/aasae/quickstart", *overrides])
+    return config, build_model(config.MODEL, config.OPTIMIZER)
+
+
+@pytest.mark.parametrize("variant", ["aasae", "vae", "ae", "aaae"])
+def test_gradients_reach_every_parameter(variant):
+    torch.manual_seed(0)
+    config, model = build([f"+config/pretrain/aasae/variant={variant}", "config.MODEL.AASAE.LEARN_LOG_SCALE=True",
+                           "config.MODEL.AASAE.NUM_SAMPLES=2"])
+    loss_fn = AASAELoss.from_config(config.LOSS.aasae_loss)
+    x = torch.randn(4, 3, 32, 32)
+    out = model(x)[0]
+    assert out[0].shape == (2, 4, 3, 32, 32) and out[3].shape == (2, 4, 128)
+    loss_fn(out, x).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+    assert any(n.endswith("log_scale") for n, _ in model.named_parameters())
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    assert zero == []
+
+
+def test_fixed_log_scale_is_a_buffer_not_a_parameter():
+    _, model = build(["config.MODEL.AASAE.LOG_SCALE=-1.5"])
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("log_scale" in n for n in names)
+    assert model.heads[1].log_scale.item() == -1.5
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=101"], r"DEPTH=101.*allowed values: \[18, 34, 50\]"),
+        (["config.MODEL.TRUNK.AASAE_RESNET.STEM=tiny"], r"STEM='tiny'"),
+        (["config.MODEL.AASAE.INPUT_HEIGHT=30"], r"INPUT_HEIGHT.*input_height=30"),
+        (["config.MODEL.AASAE.DECODER_DEPTH=20"], r"DECODER_DEPTH.*DEPTH=20"),
+        (["config.MODEL.AASAE.LATENT_DIM=0"], r"latent_dim=0"),
+        (["config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER=2"], r"WIDTH_MULTIPLIER=2.*DEPTH=50"),
+        (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{}],[aasae_resnet_decoder,{stem:imagenet}]]"],
+         r"stem='imagenet' does not match the trunk's 'cifar'"),
+        (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{in_dim:2048}],[aasae_resnet_decoder,{}]]"],
+         r"in_dim=2048 does not match the trunk's feature dimension 512"),
+    ],
+)
+def test_mismatches_fail_at_build_time(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build(overrides)

@@ -1,0 +1,106 @@
+"""The installable plugin: config resolution, the launcher in 1 and 2 processes, bad input."""
+import glob
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CPU_OVERRIDES, REPO, run_launcher
+
+TINY = [
+    "config=pretrain/aasae/quickstart",
+    "config.DATA.TRAIN.DATA_LIMIT=64",
+    "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=16",
+    "config.OPTIMIZER.num_epochs=1",
+    "config.LOG_FREQUENCY=1",
+]
+
+COMPOSE = (
+    "from vissl_aasae.launcher import compose; "
+    "args, c = compose(['config=pretrain/aasae/{name}']); "
+    "print('TRUNK', c.MODEL.TRUNK.NAME, c.MODEL.TRUNK.AASAE_RESNET.STEM, c.LOSS.name)"
+)
+
+
+@pytest.mark.parametrize("name,stem", [("imagenet", "imagenet"), ("cifar10", "cifar"), ("stl10", "stl10")])
+def test_configs_resolve_from_any_directory(tmp_path, name, stem):
+    out = subprocess.run([sys.executable, "-c", COMPOSE.format(name=name)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"TRUNK aasae_resnet {stem} aasae_loss" in out.stdout
+
+
+def test_wheel_ships_configs_and_search_path_plugin(tmp_path):
+    """A plain `pip install .` (here: build the wheel, install it to a folder) resolves configs from /tmp."""
+    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheel_dir), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(wheel_dir.glob("vissl_aasae-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in ("vissl_aasae/configs/config/pretrain/aasae/imagenet.yaml",
+                     "vissl_aasae/configs/config/pretrain/aasae/variant/vae.yaml",
+                     "vissl_aasae/configs/config/pretrain/aasae/models/resnet50w2.yaml",
+                     "hydra_plugins/vissl_aasae_searchpath/vissl_aasae_searchpath.py",
+                     "vissl_aasae/data/embedded/fashion_mnist_subset.npz"):
+        assert expected in names
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    code = ("import vissl_aasae, hydra_plugins.vissl_aasae_searchpath.vissl_aasae_searchpath as p; "
+            "print('ROOT', p.aasae_config_root(), vissl_aasae.__file__); " + COMPOSE.format(name="imagenet"))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ROOT pkg://vissl_aasae.configs " + str(site) in out.stdout
+    assert "TRUNK aasae_resnet imagenet aasae_loss" in out.stdout
+
+
+def test_one_process_run_writes_checkpoint_and_metrics(tmp_path):
+    out = run_launcher(TINY + CPU_OVERRIDES + [f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "AASAE summary: 4 iterations" in out.stdout
+    ckpt = torch.load(tmp_path / "checkpoint.torch", map_location="cpu", weights_only=False)
+    model = ckpt["classy_state_dict"]["base_model"]["model"]
+    assert "_feature_blocks.layer4.1.conv2.weight" in model["trunk"]
+    assert "1.decoder.final_conv.weight" in model["heads"]
+    records = [json.loads(line) for line in (tmp_path / "aasae_metrics.json").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2, 3]
+    assert all(r["loss"] == pytest.approx(-r["log_pxz"], rel=1e-4) for r in records)  # kl_coeff 0
+
+
+def test_two_process_run_uses_the_plugin_in_both_ranks(tmp_path):
+    overrides = TINY + CPU_OVERRIDES[:-2] + ["config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
+                                             "config.DATA.NUM_DATALOADER_WORKERS=1",
+                                             f"config.CHECKPOINT.DIR={tmp_path}"]
+    out = run_launcher(overrides, cwd=tmp_path)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert "AASAELoss(kl_coeff=0.0) built in rank 0 of 2" in log
+    assert "AASAELoss(kl_coeff=0.0) built in rank 1 of 2" in log
+    assert "AASAE summary: 2 iterations" in out.stdout  # 64 images / (16 x 2 ranks)
+    assert (tmp_path / "model_final_checkpoint_phase0.torch").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["config=pretrain/aasae/nonexistent"], "pretrain/aasae/nonexistent"),
+        (["config=pretrain/aasae/quickstart", "+config/pretrain/aasae/variant=vqvae"], "variant/vqvae"),
+        (["config=pretrain/aasae/cifar10", "config.DATA.TRAIN.DATA_PATHS=[/no/such/cifar]"], "DATA.TRAIN.DATA_PATHS[0]='/no/such/cifar' does not exist"),
+        (["config=pretrain/aasae/quickstart", "config.LOSS.name=aasae_los"], "LOSS.name='aasae_los' is not a registered component"),
+        (["config=pretrain/aasae/quickstart", "config.MODEL.TRUNK.NAME=aasae_resnett"], "MODEL.TRUNK.NAME='aasae_resnett'"),
+        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.COLLATE_FUNCTION=aasae_colator"], "COLLATE_FUNCTION='aasae_colator'"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle):
+    out = run_launcher(overrides, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
+    assert needle in lines[0]
+    assert not glob.glob(str(tmp_path / "*.torch"))
