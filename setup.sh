@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON=${PYTHON:-python3}
 VENV=.venv
-stamp_of() { cat requirements.txt setup.sh setup.py | sha256sum | cut -d' ' -f1; }
+stamp_of() { cat requirements.txt setup.sh setup.py scripts/install_detectron2.sh | sha256sum | cut -d' ' -f1; }
 if [ -f "$VENV/.aasae-stamp" ] && [ "$(cat "$VENV/.aasae-stamp")" = "$(stamp_of)" ] \
-   && "$VENV/bin/python" -c "import vissl_aasae, vissl, classy_vision" 2>/dev/null; then
+   && "$VENV/bin/python" -c "import vissl_aasae, vissl, classy_vision, detectron2" 2>/dev/null; then
   echo "setup.sh: .venv is up to date"
   exit 0
 fi
@@ -22,5 +22,7 @@ $PIP install --no-deps --force-reinstall classy-vision==0.7.0
 # the plugin itself; compat mode puts the repository on sys.path so that the Hydra
 # search-path plugin in hydra_plugins/ is discovered and edits take effect at once.
 $PIP install --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+# detectron2 v0.5 for the VOC detection benchmark (Python code only; see the script)
+bash scripts/install_detectron2.sh "$VENV/bin/python"
 "$VENV/bin/python" -c "import vissl_aasae.compat, vissl, classy_vision; print('setup.sh: ok, vissl', vissl.__version__ if hasattr(vissl, '__version__') else '0.1.6')"
 stamp_of > "$VENV/.aasae-stamp"

@@ -1,0 +1,244 @@
+"""VOC07+12 detection transfer: VISSL -> Detectron2 conversion, the protocol config, and a tiny CPU run."""
+import importlib.util
+import json
+import os
+import pickle
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image, ImageDraw
+
+from vissl_aasae.detection.convert import (
+    NotAResNet50Error,
+    convert_checkpoint,
+    convert_file,
+    detectron2_name,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "benchmarks" / "detection" / "voc07_12_r50_c4.yaml"
+RUNNER = REPO / "benchmarks" / "detection" / "run_voc.py"
+HAS_DETECTRON2 = importlib.util.find_spec("detectron2") is not None
+needs_detectron2 = pytest.mark.skipif(
+    not HAS_DETECTRON2, reason="detectron2 is not installed (run scripts/install_detectron2.sh)"
+)
+
+# (file id, split, [(class, xmin, ymin, xmax, ymax)]) on 160x120 images
+VOC_IMAGES = [
+    ("000001", "trainval", [("car", 20, 30, 90, 80)]),
+    ("000002", "trainval", [("dog", 60, 20, 140, 100), ("person", 10, 10, 50, 110)]),
+    ("000003", "test", [("car", 30, 40, 110, 100)]),
+    ("000004", "test", [("dog", 15, 15, 95, 75), ("person", 100, 20, 150, 115)]),
+]
+COLOURS = {"car": (220, 30, 30), "dog": (30, 200, 40), "person": (40, 60, 230)}
+
+
+def vissl_checkpoint(trunk_state: "OrderedDict[str, torch.Tensor]") -> dict:
+    """A VISSL checkpoint around a torchvision-layout trunk (with a head that must be dropped)."""
+    trunk = OrderedDict((f"_feature_blocks.{k}", v) for k, v in trunk_state.items() if not k.startswith("fc."))
+    heads = {"0.clf.0.weight": torch.zeros(10, 2048), "0.clf.0.bias": torch.zeros(10)}
+    return {
+        "phase_idx": 0,
+        "iteration": 1,
+        "classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": heads}, "meta": {}}},
+    }
+
+
+@pytest.fixture(scope="module")
+def resnet50_state():
+    torch.manual_seed(0)
+    state = torchvision.models.resnet50(weights=None).state_dict()
+    # distinct statistics, so that a swapped key would show
+    for key, value in state.items():
+        if key.endswith(("running_mean", "running_var")):
+            value.uniform_(0.5, 1.5)
+    return state
+
+
+def write_voc(root: Path) -> Path:
+    """A tiny VOC2007 in the standard layout: JPEGs with coloured rectangles, XML boxes, split lists."""
+    voc = root / "VOC2007"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True)
+    splits = {}
+    for file_id, split, objects in VOC_IMAGES:
+        image = Image.new("RGB", (160, 120), (128, 128, 128))
+        draw = ImageDraw.Draw(image)
+        xml_objects = []
+        for name, x0, y0, x1, y1 in objects:
+            draw.rectangle((x0, y0, x1, y1), fill=COLOURS[name])
+            xml_objects.append(
+                f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+                f"<difficult>0</difficult><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+                f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            )
+        image.save(voc / "JPEGImages" / f"{file_id}.jpg", quality=95)
+        (voc / "Annotations" / f"{file_id}.xml").write_text(
+            f"<annotation><folder>VOC2007</folder><filename>{file_id}.jpg</filename>"
+            "<size><width>160</width><height>120</height><depth>3</depth></size>"
+            f"<segmented>0</segmented>{''.join(xml_objects)}</annotation>"
+        )
+        splits.setdefault(split, []).append(file_id)
+    for split, ids in splits.items():
+        (voc / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_names_follow_detectron2_resnet():
+    assert detectron2_name("conv1.weight") == "stem.conv1.weight"
+    assert detectron2_name("bn1.running_mean") == "stem.conv1.norm.running_mean"
+    assert detectron2_name("layer1.0.conv2.weight") == "res2.0.conv2.weight"
+    assert detectron2_name("layer3.5.bn3.bias") == "res4.5.conv3.norm.bias"
+    assert detectron2_name("layer1.0.downsample.0.weight") == "res2.0.shortcut.weight"
+    assert detectron2_name("layer4.0.downsample.1.running_var") == "res5.0.shortcut.norm.running_var"
+    assert detectron2_name("layer2.0.bn1.num_batches_tracked") is None
+    assert detectron2_name("fc.weight") is None
+
+
+def test_converter_maps_vissl_and_torchvision_layouts(resnet50_state, tmp_path):
+    ckpt_path = tmp_path / "model_final_checkpoint_phase0.torch"
+    torch.save(vissl_checkpoint(resnet50_state), ckpt_path)
+    weights = convert_file(str(ckpt_path), str(tmp_path / "r50.pkl"))
+    with open(tmp_path / "r50.pkl", "rb") as f:
+        assert pickle.load(f).keys() == weights.keys()
+    assert weights["__author__"] == "vissl_aasae" and weights["matching_heuristics"] is True
+    model = weights["model"]
+    pairs = {
+        "stem.conv1.weight": "conv1.weight",
+        "stem.conv1.norm.running_mean": "bn1.running_mean",
+        "res5.2.conv3.norm.running_var": "layer4.2.bn3.running_var",
+        "res2.0.shortcut.weight": "layer1.0.downsample.0.weight",
+        "res3.0.shortcut.norm.weight": "layer2.0.downsample.1.weight",
+        "res4.5.conv2.weight": "layer3.5.conv2.weight",
+    }
+    for d2_key, tv_key in pairs.items():
+        assert isinstance(model[d2_key], np.ndarray)
+        np.testing.assert_array_equal(model[d2_key], resnet50_state[tv_key].numpy())
+    expected = {k for k in resnet50_state if not k.endswith("num_batches_tracked") and not k.startswith("fc.")}
+    assert len(model) == len(expected) == 265
+    assert all(k.split(".")[0] in ("stem", "res2", "res3", "res4", "res5") for k in model)
+    # a plain torchvision state dict (no prefix, with fc) converts to the same thing
+    plain = convert_checkpoint(resnet50_state)["model"]
+    assert plain.keys() == model.keys()
+
+
+def test_converter_refuses_resnet18(tmp_path):
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    with pytest.raises(NotAResNet50Error) as err:
+        convert_checkpoint(vissl_checkpoint(state))
+    message = str(err.value)
+    assert "[2, 2, 2, 2]" in message and "BasicBlock" in message and "512" in message
+    # the CLI reports the same and exits non-zero
+    torch.save(vissl_checkpoint(state), tmp_path / "rn18.torch")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vissl_aasae.detection.convert", "--input", str(tmp_path / "rn18.torch"),
+         "--output", str(tmp_path / "rn18.pkl")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert proc.returncode != 0 and "BasicBlock" in proc.stderr
+    assert not (tmp_path / "rn18.pkl").exists()
+
+
+def test_converter_refuses_cifar_stem(resnet50_state):
+    state = OrderedDict(resnet50_state)
+    state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    with pytest.raises(NotAResNet50Error, match="3x3 stem"):
+        convert_checkpoint(state)
+
+
+@needs_detectron2
+def test_config_follows_paper_protocol():
+    from detectron2.config import get_cfg  # detectron2.config needs none of the runtime patches
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG))
+    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    assert cfg.MODEL.BACKBONE.NAME == "build_resnet_backbone"
+    assert cfg.MODEL.RESNETS.DEPTH == 50 and cfg.MODEL.RESNETS.OUT_FEATURES == ["res4"]
+    assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeads" and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 20
+    assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+    assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.BASE_LR == 0.01
+    assert cfg.SOLVER.MAX_ITER == 24000 and tuple(cfg.SOLVER.STEPS) == (18000, 22000)
+    assert cfg.SOLVER.WARMUP_ITERS == 100
+    assert tuple(cfg.DATASETS.TRAIN) == ("voc_2007_trainval", "voc_2012_trainval")
+    assert tuple(cfg.DATASETS.TEST) == ("voc_2007_test",)
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == tuple(range(480, 801, 32))
+    assert cfg.INPUT.MAX_SIZE_TRAIN == 1333 and cfg.INPUT.MIN_SIZE_TEST == 800
+    assert cfg.INPUT.FORMAT == "RGB"
+    assert cfg.MODEL.PIXEL_MEAN == [123.675, 116.28, 103.53]
+    assert cfg.MODEL.PIXEL_STD == [58.395, 57.12, 57.375]
+
+
+PLACEHOLDER_CHECK = """
+from vissl_aasae.compat import apply_detectron2_patches
+apply_detectron2_patches()
+apply_detectron2_patches()
+import detectron2._C as C
+from detectron2.layers import ROIAlign  # imports the extension at import time
+from detectron2.layers.rotated_boxes import pairwise_iou_rotated
+from detectron2.data import transforms  # Image.LINEAR as a default argument
+assert not hasattr(C, "__file__") and not hasattr(C, "__path__")
+try:
+    pairwise_iou_rotated(None, None)
+except RuntimeError as err:
+    assert "detectron2._C.box_iou_rotated" in str(err) and "compiled extension" in str(err), err
+else:
+    raise AssertionError("placeholder did not raise")
+print("placeholder ok")
+"""
+
+
+@needs_detectron2
+def test_missing_extension_placeholder():
+    proc = subprocess.run([sys.executable, "-c", PLACEHOLDER_CHECK], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and "placeholder ok" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@needs_detectron2
+def test_tiny_voc_run_on_cpu(resnet50_state, tmp_path):
+    voc_root = write_voc(tmp_path / "VOCdevkit")
+    ckpt_path = tmp_path / "model_final_checkpoint_phase0.torch"
+    torch.save(vissl_checkpoint(resnet50_state), ckpt_path)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, str(RUNNER), "--cpu", "--voc-root", str(voc_root), "--checkpoint", str(ckpt_path),
+        "--output-dir", str(out), "--max-iter", "2", "--ims-per-batch", "2",
+        "--train-sets", "voc_2007_trainval", "--test-sets", "voc_2007_test",
+        "INPUT.MIN_SIZE_TRAIN", "(160,)", "INPUT.MAX_SIZE_TRAIN", "256",
+        "INPUT.MIN_SIZE_TEST", "160", "INPUT.MAX_SIZE_TEST", "256",
+        "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+        "MODEL.RPN.PRE_NMS_TOPK_TEST", "300", "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
+        "DATALOADER.NUM_WORKERS", "0", "TEST.PRECISE_BN.ENABLED", "False",
+        "SOLVER.CHECKPOINT_PERIOD", "1000000",
+    ]
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=pythonpath)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert "VOC07 test: AP" in proc.stdout
+
+    weights = out / "backbone_detectron2.pkl"
+    with open(weights, "rb") as f:
+        model = pickle.load(f)["model"]
+    np.testing.assert_array_equal(model["stem.conv1.weight"], resnet50_state["conv1.weight"].numpy())
+
+    load = json.loads((out / "weights_load.json").read_text())
+    assert load["not_loaded_backbone"] == []
+    for part in ("stem.", "res2.", "res3.", "res4.", "res5."):
+        assert not [k for k in load["not_loaded"] if f".{part}" in f".{k}"], part
+    assert load["unexpected"] == [] and load["incorrect_shapes"] == []
+    # what stays from scratch is the detection heads only
+    assert load["not_loaded"] and all(k.startswith(("proposal_generator.", "roi_heads.box_predictor."))
+                                      for k in load["not_loaded"])
+
+    results = json.loads((out / "voc_results.json").read_text())
+    for key in ("AP", "AP50", "AP75"):
+        assert np.isfinite(results[key]) and 0.0 <= results[key] <= 100.0, results
+    assert results["max_iter"] == 2
