@@ -117,11 +117,137 @@ def quiet_legacy_warnings():
     warnings.filterwarnings("ignore", message=r"The 'torchvision\.transforms\._(functional|transforms)_video'")
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+def check_finite_model(state, checkpoint_folder) -> None:
+    """Raise FloatingPointError instead of writing a checkpoint whose weights hold NaN/inf."""
+    classy = state.get("classy_state_dict") if isinstance(state, dict) else None
+    model = ((classy or {}).get("base_model") or {}).get("model") or {}
+    bad = [
+        f"{part}.{name}"
+        for part, tensors in model.items()
+        if isinstance(tensors, dict)
+        for name, value in tensors.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if bad:
+        last = latest_checkpoint_file(checkpoint_folder, None) if os.path.isdir(checkpoint_folder) else None
+        raise FloatingPointError(
+            f"training diverged: non-finite weights at iteration {classy.get('iteration')} ({bad[:3]}...); "
+            f"checkpoint not written; last good checkpoint: "
+            f"{os.path.join(checkpoint_folder, last) if last else 'none'}"
+        )
+
+
+def atomic_save_checkpoint(checkpoint_folder, state, checkpoint_file="checkpoint.torch"):
+    """Write to a temporary file beside the target, flush it to disk, then rename it into place."""
+    check_finite_model(state, checkpoint_folder)
+    if not _is_local(checkpoint_folder):
+        return atomic_save_checkpoint.__wrapped__(checkpoint_folder, state, checkpoint_file)
+    os.makedirs(checkpoint_folder, exist_ok=True)
+    full_filename = os.path.join(checkpoint_folder, checkpoint_file)
+    tmp = f"{full_filename}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, full_filename)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return full_filename
+
+
+def atomic_file_symlink(source, link):
+    """Point ``link`` at ``source`` by renaming a fresh link over it: never a moment without one."""
+    if not (_is_local(source) and _is_local(link)):
+        return atomic_file_symlink.__wrapped__(source, link)
+    tmp = f"{link}.tmp{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(source, tmp)
+    os.replace(tmp, link)
+
+
+@_once
+def patch_atomic_checkpoints():
+    """VISSL writes checkpoints in place and replaces checkpoint.torch by rm + symlink: a kill mid-write leaves a truncated file or no link."""
+    from vissl.utils import checkpoint, io as vissl_io
+
+    atomic_save_checkpoint.__wrapped__ = checkpoint.save_checkpoint
+    atomic_file_symlink.__wrapped__ = vissl_io.create_file_symlink
+    checkpoint.save_checkpoint = atomic_save_checkpoint
+    checkpoint.create_file_symlink = atomic_file_symlink
+    vissl_io.create_file_symlink = atomic_file_symlink
+
+
+def latest_checkpoint_file(checkpoint_folder: str, config, skip_final: bool = False, latest_checkpoint_resume_num: int = 1):
+    """The checkpoint to resume from: checkpoint.torch's target (the last complete save), else the newest file.
+
+    VISSL's own choice looks only at ``model_iteration*`` files when CHECKPOINT_ITER_FREQUENCY > 0
+    (so an end-of-epoch ``model_phase*`` checkpoint written later is ignored) and ignores the link.
+    """
+    if not _is_local(checkpoint_folder) or latest_checkpoint_resume_num != 1:
+        return latest_checkpoint_file.__wrapped__(checkpoint_folder, config, skip_final, latest_checkpoint_resume_num)
+    names = [n for n in os.listdir(checkpoint_folder) if n.startswith("model_") and n.endswith(".torch")]
+    finals = sorted(n for n in names if n.startswith("model_final") and "_shard" not in n)
+    if finals and not skip_final:
+        return finals[-1]
+    link = os.path.join(checkpoint_folder, "checkpoint.torch")
+    if os.path.islink(link) and os.path.exists(link):
+        target = os.path.basename(os.readlink(link))
+        if target in names and not (skip_final and target.startswith("model_final")):
+            return target
+    candidates = [n for n in names if "_shard" not in n and not n.startswith("model_final")]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda n: os.path.getmtime(os.path.join(checkpoint_folder, n)))
+
+
+@_once
+def patch_resume_choice():
+    """With CHECKPOINT_ITER_FREQUENCY > 0 VISSL resumes from the newest model_iteration file even when a later model_phase checkpoint exists."""
+    from vissl.utils import checkpoint
+
+    latest_checkpoint_file.__wrapped__ = checkpoint.get_checkpoint_resume_files
+    checkpoint.get_checkpoint_resume_files = latest_checkpoint_file
+
+
+def _image_folder_allowing_empty_classes():
+    from torchvision.datasets import ImageFolder
+
+    class ImageFolderAllowingEmptyClasses(ImageFolder):
+        def __init__(self, root, *args, **kwargs):
+            kwargs.setdefault("allow_empty", True)
+            super().__init__(root, *args, **kwargs)
+            empty = sorted(set(self.classes) - {self.classes[t] for t in self.targets})
+            if empty:
+                logging.warning(f"{root}: {len(empty)} empty class folder(s) skipped: {empty[:10]}")
+            if not self.samples:
+                raise FileNotFoundError(f"{root} holds no image files")
+
+    return ImageFolderAllowingEmptyClasses
+
+
+@_once
+def patch_empty_class_folders():
+    """torchvision's ImageFolder (VISSL's disk_folder) refuses a data set with one empty class folder; skip it with a warning."""
+    from vissl.data import disk_dataset
+
+    disk_dataset.ImageFolder = _image_folder_allowing_empty_classes()
+
+
 def apply() -> None:
     """Apply every patch (idempotent)."""
     quiet_legacy_warnings()
     patch_broadcast_object()
     patch_apex_defaults()
+    patch_atomic_checkpoints()
+    patch_resume_choice()
+    patch_empty_class_folders()
 
 
 # --------------------------------------------------------------------------- detectron2 v0.5

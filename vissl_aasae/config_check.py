@@ -30,6 +30,25 @@ def _check_transforms(transforms, key):
                 _check_transforms(transform[sub], f"{key}[{i}].{sub}")
 
 
+def _has_files(folder) -> bool:
+    return any(files for _, _, files in os.walk(folder))
+
+
+def _check_batch(config, split):
+    data = config.DATA[split]
+    key = f"DATA.{split}"
+    batch = data.BATCHSIZE_PER_REPLICA
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"{key}.BATCHSIZE_PER_REPLICA={batch!r} must be a positive integer")
+    ranks = int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
+    limit = int(data.get("DATA_LIMIT", -1))
+    if data.get("DROP_LAST", False) and 0 < limit < batch * ranks:
+        raise ConfigError(
+            f"{key}.DATA_LIMIT={limit} is smaller than one global batch ({key}.BATCHSIZE_PER_REPLICA={batch} "
+            f"x {ranks} ranks) with DROP_LAST: not a single iteration would run"
+        )
+
+
 def _check_data(config, split):
     from vissl.data import DATASET_SOURCE_MAP
 
@@ -43,9 +62,10 @@ def _check_data(config, split):
             continue
         if not os.path.exists(os.path.expanduser(str(path))):
             raise ConfigError(f"{key}.DATA_PATHS[{i}]={path!r} does not exist")
-        if source == "disk_folder" and not any(os.scandir(path)):
-            raise ConfigError(f"{key}.DATA_PATHS[{i}]={path!r} is an empty folder")
+        if source == "disk_folder" and not _has_files(path):
+            raise ConfigError(f"{key}.DATA_PATHS[{i}]={path!r} holds no image files")
     _check_transforms(data.TRANSFORMS, f"{key}.TRANSFORMS")
+    _check_batch(config, split)
     from vissl.data.collators import COLLATOR_REGISTRY
 
     collator = data.COLLATE_FUNCTION
@@ -82,6 +102,24 @@ def _check_aasae(config):
         )
     if [t.get("name") for t in train.TRANSFORMS] != ["AASAEViews"]:
         raise ConfigError("DATA.TRAIN.TRANSFORMS must be a single AASAEViews entry for aasae_loss")
+    from vissl_aasae.data.aasae_collator import INPUT_CHOICES
+    from vissl_aasae.losses.aasae_loss import AASAELossCriterion
+
+    view = (train.COLLATE_FUNCTION_PARAMS or {}).get("input", "augmented")
+    if view not in INPUT_CHOICES:
+        raise ConfigError(
+            f"DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input={view!r} is not supported; allowed: {list(INPUT_CHOICES)}"
+        )
+    AASAELossCriterion(kl)  # validates LOSS.aasae_loss.kl_coeff
+
+
+def _check_model_builds(config):
+    """Build the model on the meta device: every constructor check runs, no memory is allocated."""
+    import torch
+    from vissl.models import build_model
+
+    with torch.device("meta"):
+        build_model(config.MODEL, config.OPTIMIZER)
 
 
 def check_config(config) -> None:
@@ -102,3 +140,4 @@ def check_config(config) -> None:
             _check_data(config, split)
     if config.LOSS.name == "aasae_loss":
         _check_aasae(config)
+    _check_model_builds(config)

@@ -46,15 +46,39 @@ def main(argv: List[str] = None) -> int:
         os.environ.setdefault("OMP_NUM_THREADS", str(rank_threads(config)))
     if config.SLURM.USE_SLURM:
         launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
-    else:
+        return 0
+    try:
         launch_distributed(
             cfg=config,
             node_id=args.node_id,
             engine_name=args.engine_name,
             hook_generator=aasae_hook_generator,
         )
+    except Exception as err:  # spawned ranks re-raise as ProcessRaisedException with the text
+        message = divergence_message(err, config.CHECKPOINT.DIR)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 3
     logging.shutdown()
     return 0
+
+
+def divergence_message(err: Exception, checkpoint_dir: str):
+    """One line for a run stopped by a NaN/inf loss or weights (VISSL's check or ours), else None."""
+    text = str(err)
+    if not isinstance(err, FloatingPointError) and "FloatingPointError" not in text:
+        return None
+    lines = [line.split("FloatingPointError:", 1)[-1].strip() for line in text.splitlines() if line.strip()]
+    found = [line for line in lines if "FloatingPointError" in text and ("NaN" in line or "diverged" in line)]
+    message = found[-1] if found else lines[-1]
+    if "last good checkpoint" not in message:
+        from vissl_aasae.compat import latest_checkpoint_file
+
+        last = latest_checkpoint_file(checkpoint_dir, None) if os.path.isdir(checkpoint_dir) else None
+        where = os.path.join(checkpoint_dir, last) if last else "none"
+        message = f"training diverged: {message}; last good checkpoint: {where}"
+    return message
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 
 ``DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input``: ``augmented`` (AASAE, AAAE: the encoder sees
 ``x+ ~ A(x)``) or ``original`` (AE, VAE: the encoder sees the target image itself).
+
+Images the data source could not read (VISSL substitutes a gray image and marks them
+``data_valid = -1``) are left out of the batch, unless all of them are bad; their number travels
+in ``batch["aasae_invalid"]`` to the data report hook, which counts them over the run.
 """
 import torch
 from vissl.data.collators import register_collator
@@ -18,6 +22,9 @@ def aasae_collator(batch, input: str = "augmented"):
         raise ValueError(
             f"DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input={input!r} is not supported; allowed: {list(INPUT_CHOICES)}"
         )
+    valid = [s for s in batch if s["data_valid"][0] != -1]
+    invalid = len(batch) - len(valid)
+    batch = valid or batch
     views, targets = [], []
     for sample in batch:
         pair = sample["data"][0]
@@ -33,4 +40,5 @@ def aasae_collator(batch, input: str = "augmented"):
     output = {"data": [inputs], "original": [targets]}
     for key in ("label", "data_valid", "data_idx"):
         output[key] = [torch.tensor([sample[key][0] for sample in batch])]
+    output["aasae_invalid"] = torch.tensor([invalid])
     return output

@@ -5,7 +5,7 @@ No batch norm, every conv with bias, ReLU, nearest-neighbour upsampling:
 ReLU; four stages mirroring the encoder (reversed layer counts, widths 512/256/128/64 x block
 expansion x width multiplier) where stage 1 resizes to ``input_height / f`` and stages 2-4
 upsample x2 inside their first block (before conv1 in a basic block, after conv1 in a
-bottleneck; the shortcut is upsample + conv1x1); then x2 if the encoder had a max-pool,
+bottleneck; the shortcut of that first block is upsample + conv1x1); then x2 if the encoder had a max-pool,
 ``conv3x3(-> 64)``, ReLU, x2 if the stem was not 3x3, ``conv3x3(64 -> 3)``.
 """
 import torch
@@ -116,16 +116,14 @@ class ResNetDecoder(nn.Module):
         for i, n_blocks in enumerate(reversed(spec.layers)):
             planes = (512 >> i) * spec.width_multiplier
             if i == 0:
-                target = input_height // decoder_output_factor(spec.stem)
-                resize = Resize(size=target) if target != size else None
-                size = target
+                # resize to input_height / f, also when that is the 4x4 we start from (the
+                # reference keeps this no-op resize and its shortcut conv in every stage)
+                size = input_height // decoder_output_factor(spec.stem)
+                resize = Resize(size=size)
             else:
                 resize = Resize(scale=2)
                 size *= 2
-            shortcut = None
-            if resize is not None or inplanes != planes * block.expansion:
-                layers = [resize] if resize is not None else []
-                shortcut = nn.Sequential(*layers, _conv1x1(inplanes, planes * block.expansion))
+            shortcut = nn.Sequential(resize, _conv1x1(inplanes, planes * block.expansion))
             blocks = [block(inplanes, planes, resize, shortcut)]
             inplanes = planes * block.expansion
             blocks += [block(inplanes, planes) for _ in range(1, n_blocks)]

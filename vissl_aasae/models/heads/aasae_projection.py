@@ -35,7 +35,9 @@ def posterior_std(log_var: torch.Tensor) -> torch.Tensor:
 def _check_dims(in_dim: int, latent_dim: int, num_samples: int) -> None:
     for key, value in (("in_dim", in_dim), ("latent_dim", latent_dim), ("num_samples", num_samples)):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"projection head: {key}={value!r} must be a positive integer")
+            raise ValueError(
+                f"projection head: {key}={value!r} (MODEL.AASAE.{key.upper()}) must be a positive integer"
+            )
 
 
 def _in_dim(model_config, in_dim) -> int:
