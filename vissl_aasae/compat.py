@@ -135,7 +135,7 @@ def check_finite_model(state, checkpoint_folder) -> None:
     if bad:
         last = latest_checkpoint_file(checkpoint_folder, None) if os.path.isdir(checkpoint_folder) else None
         raise FloatingPointError(
-            f"training diverged: non-finite weights at iteration {classy.get('iteration')} ({bad[:3]}...); "
+            f"training diverged: non-finite weights at iteration {state.get('iteration')} ({bad[:3]}...); "
             f"checkpoint not written; last good checkpoint: "
             f"{os.path.join(checkpoint_folder, last) if last else 'none'}"
         )
@@ -216,10 +216,39 @@ def patch_resume_choice():
     checkpoint.get_checkpoint_resume_files = latest_checkpoint_file
 
 
+class _LazySample:
+    """(image, target) of an ImageFolder whose image is decoded only when item 0 is read."""
+
+    def __init__(self, folder, index):
+        self.folder, self.index = folder, index
+
+    def __getitem__(self, i):
+        path, target = self.folder.samples[self.index]
+        if i in (1, -1):
+            return target
+        if i in (0, -2):
+            return self.folder.decode(path)
+        raise IndexError(i)
+
+    def __len__(self):
+        return 2
+
+
 def _image_folder_allowing_empty_classes():
     from torchvision.datasets import ImageFolder
 
     class ImageFolderAllowingEmptyClasses(ImageFolder):
+        """Also: items decode lazily, because VISSL's disk_folder reads ``dataset[idx]`` once outside its
+        try/except (an unreadable file then kills the run instead of being skipped) and once inside
+        (every image decoded twice)."""
+
+        def decode(self, path):
+            image = self.loader(path)
+            return self.transform(image) if self.transform is not None else image
+
+        def __getitem__(self, index):
+            return _LazySample(self, index)
+
         def __init__(self, root, *args, **kwargs):
             kwargs.setdefault("allow_empty", True)
             super().__init__(root, *args, **kwargs)
@@ -234,7 +263,7 @@ def _image_folder_allowing_empty_classes():
 
 @_once
 def patch_empty_class_folders():
-    """torchvision's ImageFolder (VISSL's disk_folder) refuses a data set with one empty class folder; skip it with a warning."""
+    """VISSL's disk_folder: torchvision's ImageFolder refuses one empty class folder, and a corrupt image is read outside VISSL's try/except."""
     from vissl.data import disk_dataset
 
     disk_dataset.ImageFolder = _image_folder_allowing_empty_classes()
