@@ -39,8 +39,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     proc.wait()
     first = metrics(tmp_path)
     assert first and first[-1]["iteration"] < 11, "the run finished before it could be killed"
-    saved = torch.load(tmp_path / "checkpoint.torch", map_location="cpu", weights_only=False)["classy_state_dict"]
-    resume_at = saved["iteration"]
+    resume_at = torch.load(tmp_path / "checkpoint.torch", map_location="cpu", weights_only=False)["iteration"]
     assert 0 < resume_at <= first[-1]["iteration"] + 1
 
     out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
@@ -61,7 +60,7 @@ def _interrupting_save(state, f):
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    good = {"classy_state_dict": {"iteration": 3, "base_model": {"model": {"trunk": {"w": torch.ones(2)}}}}}
+    good = {"iteration": 3, "classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.ones(2)}}}}}
     compat.atomic_save_checkpoint(str(tmp_path), good, "model_iteration3.torch")
     compat.atomic_file_symlink(str(tmp_path / "model_iteration3.torch"), str(tmp_path / "checkpoint.torch"))
     monkeypatch.setattr(torch, "save", _interrupting_save)
@@ -72,7 +71,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.torch", "model_iteration3.torch"]
     loaded = torch.load(tmp_path / "checkpoint.torch", weights_only=False)
-    assert loaded["classy_state_dict"]["iteration"] == 3
+    assert loaded["iteration"] == 3
     assert compat.latest_checkpoint_file(str(tmp_path), None) == "model_iteration3.torch"
 
 
@@ -95,7 +94,7 @@ def test_resume_prefers_the_last_complete_save_over_names(tmp_path):
 
 
 def test_non_finite_weights_are_never_written(tmp_path):
-    bad = {"classy_state_dict": {"iteration": 7, "base_model": {"model": {"trunk": {"w": torch.tensor([1.0, float("nan")])}}}}}
+    bad = {"iteration": 7, "classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.tensor([1.0, float("nan")])}}}}}
     with pytest.raises(FloatingPointError, match="iteration 7.*trunk.w.*last good checkpoint: none"):
         compat.atomic_save_checkpoint(str(tmp_path), bad, "model_iteration7.torch")
     assert os.listdir(tmp_path) == []
