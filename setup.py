@@ -37,6 +37,8 @@ setup(
     entry_points={
         "console_scripts": [
             "aasae-train=vissl_aasae.launcher:main",
+            "aasae-view-similarity=vissl_aasae.visualize.commands:view_similarity_main",
+            "aasae-density=vissl_aasae.visualize.commands:density_main",
         ]
     },
 )

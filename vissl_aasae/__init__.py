@@ -19,4 +19,6 @@ from vissl_aasae.models.trunks import aasae_resnet  # noqa: E402,F401
 
 aasae_array.register()
 
+from vissl_aasae import evaluation  # noqa: E402,F401  (registers the engine aasae_feature_eval)
+
 __version__ = "0.1.0"

@@ -124,6 +124,7 @@ def _check_model_builds(config):
 
 def check_config(config) -> None:
     """Raise ConfigError naming the first problem found in a composed VISSL config."""
+    import vissl.losses  # noqa: F401  (registers VISSL's own losses)
     from classy_vision.losses import LOSS_REGISTRY
     from vissl.models.heads import MODEL_HEADS_REGISTRY
     from vissl.models.trunks import MODEL_TRUNKS_REGISTRY

@@ -13,6 +13,7 @@ from typing import List
 
 import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
 from vissl_aasae.config_check import ConfigError, check_config
+from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
 
 
 def compose(overrides: List[str]):
@@ -34,6 +35,7 @@ def main(argv: List[str] = None) -> int:
     try:
         args, config = compose(overrides)
         check_config(config)
+        check_evaluation_config(config, args.engine_name)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,6 +2,14 @@
 
 The generator is passed by reference to ``launch_distributed``; unpickling it in each spawned
 rank imports :mod:`vissl_aasae`, which registers the plugin's components there.
+
+With ``LOSS.name: aasae_loss`` it adds, after VISSL's default hooks:
+- :class:`AASAEMetricsHook`: loss parts, posterior agreement, progress, end-of-training summary;
+- :class:`AASAEReconstructionHook`: original | augmented | reconstruction grids (PNG + TensorBoard);
+- :class:`AASAEDataReportHook`: counts the unreadable images left out of batches, reports them.
+Both write to TensorBoard through the ``SummaryWriter`` of VISSL's own TensorBoard hook
+(``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), not a second writer.  Their frequencies are the
+``AASAE.METRICS`` block (:mod:`vissl_aasae.hooks.aasae_metrics_settings`).
 """
 import os
 from typing import List
@@ -9,13 +17,25 @@ from typing import List
 import torch
 from classy_vision.hooks import ClassyHook
 
+from vissl_aasae.hooks.aasae_data_report_hook import AASAEDataReportHook
 from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
+from vissl_aasae.hooks.aasae_reconstruction_hook import AASAEReconstructionHook
 
 
 def rank_threads(config) -> int:
     """CPU threads for one rank: the cores shared evenly among this node's ranks."""
     ranks = max(1, int(config.DISTRIBUTED.NUM_PROC_PER_NODE))
     return max(1, (os.cpu_count() or 1) // ranks)
+
+
+def tensorboard_writer(hooks: List[ClassyHook]):
+    """The SummaryWriter of VISSL's TensorBoard hook among ``hooks`` (None when it is off)."""
+    from vissl.hooks import SSLTensorboardHook
+
+    for hook in hooks:
+        if isinstance(hook, SSLTensorboardHook):
+            return hook.tb_writer
+    return None
 
 
 def aasae_hook_generator(config) -> List[ClassyHook]:
@@ -25,5 +45,8 @@ def aasae_hook_generator(config) -> List[ClassyHook]:
         torch.set_num_threads(rank_threads(config))
     hooks = default_hook_generator(config)
     if config.LOSS.name == "aasae_loss":
-        hooks.append(AASAEMetricsHook(config))
+        writer = tensorboard_writer(hooks)
+        hooks.append(AASAEMetricsHook(config, writer))
+        hooks.append(AASAEReconstructionHook(config, writer))
+        hooks.append(AASAEDataReportHook())
     return hooks

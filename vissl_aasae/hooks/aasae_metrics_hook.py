@@ -1,8 +1,18 @@
-"""Logs the parts of the AASAE loss (log p(x|z), KL, ELBO, bits/dim, log-scale) and a summary.
+"""Logs what the AASAE objective is doing, through VISSL's logging and TensorBoard writer.
 
-Every ``AASAE.METRICS.LOG_FREQUENCY`` iterations (default: VISSL's ``LOG_FREQUENCY``) the primary
-rank logs the loss parts kept by ``aasae_loss``, averaged over ranks, and appends them as one JSON
-line to ``<CHECKPOINT.DIR>/aasae_metrics.json``.  At the end of training it prints one summary line.
+- Every ``AASAE.METRICS.LOG_FREQUENCY`` iterations: the loss parts kept by ``aasae_loss``
+  (``log_pxz``, ``kl``, ``elbo``, ``bits_per_dim``, ``log_scale``), averaged over ranks.
+- Every ``AASAE.METRICS.POSTERIOR_FREQUENCY`` iterations, and only then: the agreement of the
+  augmented view's posterior ``q(z|x+)`` with the original image's ``q(z|x)``
+  (``posterior_cos_sim_z``, ``posterior_cos_sim_mu``, ``posterior_kl``; see
+  :mod:`vissl_aasae.visualize.posterior`).  ``q(z|x)`` takes one extra no-grad pass of trunk +
+  projection head on the step's original images, run right after the training forward (same
+  weights), in the model's training mode, with the BatchNorm running statistics restored after it.
+
+The primary rank writes each record as a log line (with progress: iterations done, rate, ETA), as
+one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` and, when VISSL's TensorBoard hook is on
+(``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), as scalars ``AASAE/<name>`` through its writer.
+At the end of training it prints one summary line.
 """
 import json
 import logging
@@ -12,32 +22,58 @@ import torch
 from classy_vision.generic.distributed_util import all_reduce_mean, is_primary
 from classy_vision.hooks import ClassyHook
 
+from vissl_aasae.hooks.aasae_metrics_settings import due, metrics_settings
+from vissl_aasae.models.heads.aasae_projection import Latent
+from vissl_aasae.visualize.posterior import encode, posterior_agreement
+from vissl_aasae.visualize.progress import Progress
+
+TAG_PREFIX = "AASAE/"
+
 
 class AASAEMetricsHook(ClassyHook):
-    on_start = ClassyHook._noop
     on_phase_start = ClassyHook._noop
-    on_forward = ClassyHook._noop
     on_loss_and_meter = ClassyHook._noop
     on_backward = ClassyHook._noop
     on_phase_end = ClassyHook._noop
     on_step = ClassyHook._noop
 
-    def __init__(self, config):
+    def __init__(self, config, tb_writer=None):
         super().__init__()
-        metrics_cfg = config.get("AASAE", {}).get("METRICS", {})
-        self.frequency = int(metrics_cfg.get("LOG_FREQUENCY", config.LOG_FREQUENCY))
+        self.settings = metrics_settings(config)
+        self.tb_writer = tb_writer
         self.log_path = os.path.join(config.CHECKPOINT.DIR, "aasae_metrics.json")
         self.first = None  # (iteration, loss) of the first update this run saw
         self.last = None
         self.updates = 0
+        self.progress = None
+        self._posterior = None  # (iteration, metrics) computed in on_forward
 
-    def _metrics(self, task):
-        parts = getattr(task.loss, "last_metrics", None) or {}
+    def on_start(self, task) -> None:
+        self.progress = self._new_progress(task)
+
+    @staticmethod
+    def _new_progress(task) -> Progress:
+        total = int(getattr(task, "max_iteration", 0) or 0) - int(task.iteration)
+        return Progress(max(1, total), unit="iterations", label="training")
+
+    def on_forward(self, task) -> None:
+        """The extra encoder pass, on posterior iterations only, before the weights change."""
+        self._posterior = None
+        if not task.train or not due(task.iteration, self.settings.posterior_frequency):
+            return
+        output = task.last_batch.model_output
+        if not (isinstance(output, (list, tuple)) and len(output) == 5):
+            return
+        _, mu, log_var, z, _ = output
+        original = encode(task.base_model, task.last_batch.sample["target"])
+        self._posterior = (task.iteration, posterior_agreement(Latent(mu, log_var, z), original))
+
+    def _reduced(self, task, parts) -> dict:
         names = sorted(parts)
         if not names:
             return {}
-        values = all_reduce_mean(torch.stack([parts[n].float() for n in names]).to(task.device))
-        return dict(zip(names, values.cpu().tolist()))
+        values = torch.stack([parts[n].detach().float().reshape(()) for n in names]).to(task.device)
+        return dict(zip(names, all_reduce_mean(values).cpu().tolist()))
 
     def on_update(self, task) -> None:
         iteration = task.iteration
@@ -45,19 +81,35 @@ class AASAEMetricsHook(ClassyHook):
         self.first = self.first or (iteration, loss)
         self.last = (iteration, loss)
         self.updates += 1
-        if self.frequency <= 0 or (iteration % self.frequency != 0 and iteration != 1):
+        if self.progress is None:
+            self.progress = self._new_progress(task)
+        self.progress.advance(1)
+        posterior = self._posterior[1] if self._posterior and self._posterior[0] == iteration else None
+        self._posterior = None
+        if not due(iteration, self.settings.log_frequency) and posterior is None:
             return
-        metrics = self._metrics(task)  # all ranks take part in the all-reduce
+        parts = dict(getattr(task.loss, "last_metrics", None) or {})
+        parts.update(posterior or {})
+        metrics = self._reduced(task, parts)  # all ranks take part in the all-reduce
         if not metrics or not is_primary():
             return
         record = {"iteration": iteration, "loss": loss, **metrics}
-        logging.info("aasae " + " ".join(f"{k}={v:.5g}" for k, v in record.items()))
+        logging.info(
+            "aasae " + " ".join(f"{k}={v:.5g}" for k, v in record.items()) + f" [{self.progress.line()}]"
+        )
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tb_writer is not None:
+            for name, value in metrics.items():
+                self.tb_writer.add_scalar(TAG_PREFIX + name, value, global_step=iteration)
 
     def on_end(self, task) -> None:
-        if not is_primary() or self.first is None:
+        if not is_primary():
+            return
+        if self.tb_writer is not None:
+            self.tb_writer.flush()
+        if self.first is None:
             return
         print(
             f"AASAE summary: {self.updates} iterations, loss {self.first[1]:.4g} (iteration "

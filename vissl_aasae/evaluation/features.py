@@ -1,0 +1,70 @@
+"""Frozen-trunk features of a VISSL data split, in-process, on CPU or GPU.
+
+VISSL's ``extract_features`` engine asserts a GPU; this is the same idea for one process: the data
+set is VISSL's (``build_dataset(config, "TRAIN"/"TEST")``: data sources, label sources, transforms,
+``DATA_LIMIT``), the model is VISSL's (``build_model``) with its trunk in eval mode, and the feature
+is the one ``MODEL.FEATURE_EVAL_SETTINGS.LINEAR_EVAL_FEAT_POOL_OPS_MAP`` names (``res5avg``: the
+pooled last stage ``h`` that the paper evaluates).
+"""
+import logging
+from typing import Tuple
+
+import torch
+from torch.utils.data import DataLoader
+
+
+def _collate(items):
+    """GenericSSLDataset items (one data source) -> (images, labels)."""
+    images = torch.stack([item["data"][0] for item in items])
+    labels = torch.as_tensor([int(item["label"][0]) for item in items], dtype=torch.long)
+    return images, labels
+
+
+def split_loader(config, split: str, batch_size: int = None, num_workers: int = None) -> DataLoader:
+    """A sequential DataLoader over VISSL's data set for ``split`` ("TRAIN" or "TEST")."""
+    from vissl.data import build_dataset
+
+    data = config.DATA[split]
+    if len(data.DATA_SOURCES) != 1:
+        raise ValueError(
+            f"DATA.{split}.DATA_SOURCES={list(data.DATA_SOURCES)}: feature evaluation reads one data source"
+        )
+    if not data.LABEL_SOURCES:
+        raise ValueError(f"DATA.{split}.LABEL_SOURCES is empty: feature evaluation needs labels")
+    dataset = build_dataset(config, split)
+    return DataLoader(
+        dataset,
+        batch_size=int(batch_size or data.BATCHSIZE_PER_REPLICA),
+        shuffle=False,
+        num_workers=int(config.DATA.NUM_DATALOADER_WORKERS if num_workers is None else num_workers),
+        collate_fn=_collate,
+    )
+
+
+def trunk_feature_name(config) -> str:
+    from vissl.models.model_helpers import get_trunk_output_feature_names
+
+    names = get_trunk_output_feature_names(config.MODEL)
+    if len(names) != 1:
+        raise ValueError(
+            "MODEL.FEATURE_EVAL_SETTINGS.LINEAR_EVAL_FEAT_POOL_OPS_MAP must name exactly one trunk feature "
+            f"(with EVAL_MODE_ON and FREEZE_TRUNK_ONLY True) for feature evaluation, got {names}"
+        )
+    return names[0]
+
+
+@torch.no_grad()
+def extract_features(
+    model, loader: DataLoader, feature_name: str, device: torch.device
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(features N x D float32 on CPU, labels N) of every image the loader yields, trunk in eval mode."""
+    trunk = model.trunk.to(device)
+    trunk.eval()
+    features, labels = [], []
+    for step, (images, targets) in enumerate(loader):
+        out = trunk(images.to(device, non_blocking=True), [feature_name])[0]
+        features.append(torch.flatten(out, start_dim=1).float().cpu())
+        labels.append(targets)
+        if step % 50 == 0:
+            logging.info(f"features: batch {step + 1}/{len(loader)}")
+    return torch.cat(features), torch.cat(labels)

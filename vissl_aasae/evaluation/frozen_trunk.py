@@ -1,0 +1,117 @@
+"""Evaluate a frozen trunk from its features: kNN and/or a linear probe, in one process.
+
+Shared by the ``aasae_feature_eval`` engine (configs ``benchmark/aasae/knn/*`` run by the launcher)
+and by ``benchmarks/evaluate.py`` (the CPU path).  The model comes from VISSL's ``build_model`` on
+the config's ``MODEL`` (feature-extractor trunk, no head needed) and its trunk from
+``MODEL.WEIGHTS_INIT`` through :mod:`vissl_aasae.evaluation.trunk_weights` (checked, then
+VISSL's loader); features of ``DATA.TRAIN`` fit the classifiers, ``DATA.TEST`` is reported.
+
+Settings: ``config.NEAREST_NEIGHBOR`` (VISSL's keys: ``TOPK``, ``SIGMA`` the vote temperature,
+``L2_NORM_FEATS`` for cosine similarity) and ``config.AASAE_EVAL``: ``METHODS`` (``knn``,
+``linear_probe``), ``LINEAR_PROBE`` (see :mod:`vissl_aasae.evaluation.linear_probe`),
+``RESULTS_FILE`` (JSON written in ``CHECKPOINT.DIR`` unless absolute).
+"""
+import json
+import logging
+import os
+import time
+from typing import Dict
+
+import torch
+
+from vissl_aasae.evaluation.features import extract_features, split_loader, trunk_feature_name
+from vissl_aasae.evaluation.knn import knn_accuracy
+from vissl_aasae.evaluation.linear_probe import linear_probe_accuracy
+from vissl_aasae.evaluation.trunk_weights import load_trunk_weights
+
+METHODS = ("knn", "linear_probe")
+
+
+def eval_settings(config) -> Dict:
+    settings = dict(config.get("AASAE_EVAL") or {})
+    methods = list(settings.get("METHODS") or ["knn"])
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"AASAE_EVAL.METHODS entry {m!r} is not a method; known: {list(METHODS)}")
+    settings["METHODS"] = methods
+    settings.setdefault("RESULTS_FILE", "feature_eval.json")
+    settings["LINEAR_PROBE"] = dict(settings.get("LINEAR_PROBE") or {})
+    return settings
+
+
+def eval_device(config) -> torch.device:
+    if config.MACHINE.DEVICE == "gpu":
+        if not torch.cuda.is_available():
+            raise ValueError("MACHINE.DEVICE=gpu but no CUDA device is available; set config.MACHINE.DEVICE=cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def build_eval_model(config, random_init: bool = False):
+    """VISSL's model for ``config.MODEL``; its trunk from ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` unless ``random_init``."""
+    from vissl.models import build_model
+
+    torch.manual_seed(int(config.SEED_VALUE))
+    model = build_model(config.MODEL, config.OPTIMIZER)
+    if not random_init:
+        if not config.MODEL.WEIGHTS_INIT.get("PARAMS_FILE"):
+            raise ValueError("MODEL.WEIGHTS_INIT.PARAMS_FILE is empty: give a checkpoint (or ask for a random init)")
+        load_trunk_weights(config, model)
+    return model
+
+
+def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.device = None) -> Dict:
+    """Extract TRAIN/TEST features of the frozen trunk and run ``AASAE_EVAL.METHODS``; returns the results."""
+    settings = eval_settings(config)
+    device = device or eval_device(config)
+    started = time.time()
+    model = build_eval_model(config, random_init)
+    feature = trunk_feature_name(config)
+    train_x, train_y = extract_features(model, split_loader(config, "TRAIN"), feature, device)
+    test_x, test_y = extract_features(model, split_loader(config, "TEST"), feature, device)
+    results = {
+        "checkpoint": None if random_init else config.MODEL.WEIGHTS_INIT.PARAMS_FILE,
+        "random_init": bool(random_init),
+        "feature": feature,
+        "feature_dim": int(train_x.shape[1]),
+        "n_train": int(len(train_y)),
+        "n_test": int(len(test_y)),
+    }
+    if "linear_probe" in settings["METHODS"]:
+        acc = linear_probe_accuracy(train_x, train_y, test_x, test_y, settings["LINEAR_PROBE"])
+        results.update({f"linear_{k}": v for k, v in acc.items()})
+    if "knn" in settings["METHODS"]:
+        nn_cfg = config.NEAREST_NEIGHBOR
+        on = device if device.type == "cuda" else torch.device("cpu")
+        acc = knn_accuracy(
+            train_x.to(on), train_y.to(on), test_x.to(on), test_y.to(on),
+            k=int(nn_cfg.TOPK), temperature=float(nn_cfg.SIGMA), normalize=bool(nn_cfg.L2_NORM_FEATS),
+        )
+        results.update({"knn_k": int(nn_cfg.TOPK), "knn_temperature": float(nn_cfg.SIGMA)})
+        results.update({f"knn_{k}": v for k, v in acc.items()})
+    results["seconds"] = round(time.time() - started, 1)
+    return results
+
+
+def summary_line(results: Dict) -> str:
+    """``linear top-1 = 78.40%  knn(k=20) top-1 = 75.10%  (n_train=5000, n_test=1000, checkpoint=...)``"""
+    parts = []
+    if "linear_top1" in results:
+        parts.append(f"linear top-1 = {results['linear_top1']:.2f}%")
+    if "knn_top1" in results:
+        parts.append(f"knn(k={results['knn_k']}) top-1 = {results['knn_top1']:.2f}%")
+    source = "random init" if results["random_init"] else results["checkpoint"]
+    return "  ".join(parts) + f"  (n_train={results['n_train']}, n_test={results['n_test']}, checkpoint={source})"
+
+
+def results_path(config, path: str = None) -> str:
+    path = path or eval_settings(config)["RESULTS_FILE"]
+    return path if os.path.isabs(path) else os.path.join(config.CHECKPOINT.DIR, path)
+
+
+def save_results(results: Dict, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    logging.info(f"feature evaluation results written to {path}")
+    return path
