@@ -109,11 +109,12 @@ def patch_apex_defaults():
 
 @_once
 def quiet_legacy_warnings():
-    """VISSL imports pkg_resources and torchvision's deprecated video transforms, and composes without Hydra's version_base: four warnings on every start."""
+    """VISSL imports pkg_resources and torchvision's deprecated video transforms, uses torch.jit.script (VISSL's losses), and composes without Hydra's version_base: warnings on every start."""
     import warnings
 
     warnings.filterwarnings("ignore", message="\nThe version_base parameter is not specified")
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"The 'torchvision\.transforms\._(functional|transforms)_video'")
 
 
