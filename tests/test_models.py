@@ -95,8 +95,33 @@ def test_gradients_reach_every_parameter(variant):
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert missing == []
     assert any(n.endswith("log_scale") for n, _ in model.named_parameters())
+    # the decoder's residual branches start at zero (DECODER_INIT kaiming), so their first conv gets
+    # a zero gradient on the very first step only; after one update every gradient is non-zero
+    torch.optim.SGD(model.parameters(), lr=1e-3).step()
+    model.zero_grad()
+    loss_fn(model(x)[0], x).backward()
     zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
     assert zero == []
+
+
+def test_decoder_init_kaiming_starts_blocks_at_their_shortcut_and_keeps_the_signal():
+    """Measured (seed 0, z ~ N(0, I)): PyTorch's default init (the authors') leaves the ResNet-18
+    decoder's output 0.022 wide, nearly constant; He init with zeroed residual branches 1.17."""
+    torch.manual_seed(0)
+    spec = ResNetSpec(18, 1, "cifar")
+    z = torch.randn(64, 128)
+    kaiming, reference = ResNetDecoder(spec, 128, 32), ResNetDecoder(spec, 128, 32, init="pytorch")
+    for block in kaiming.modules():
+        if type(block).__name__ == "UpBasicBlock":
+            assert block.conv2.weight.abs().sum() == 0
+            x = torch.randn(2, block.conv1.in_channels, 4, 4).relu()
+            expected = block.shortcut(x) if block.shortcut is not None else x
+            torch.testing.assert_close(block(x), expected.relu())
+    with torch.no_grad():
+        wide, narrow = kaiming(z).std().item(), reference(z).std().item()
+    assert narrow < 0.05 and wide > 0.3 and wide > 20 * narrow, (wide, narrow)
+    with pytest.raises(ValueError, match=r"MODEL.AASAE.DECODER_INIT='xavier' is not one of \['kaiming', 'pytorch'\]"):
+        build(["config.MODEL.AASAE.DECODER_INIT=xavier"])
 
 
 def test_fixed_log_scale_is_a_buffer_not_a_parameter():

@@ -12,11 +12,13 @@
 The primary rank writes each record as a log line (with progress: iterations done, rate, ETA), as
 one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` and, when VISSL's TensorBoard hook is on
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), as scalars ``AASAE/<name>`` through its writer.
-At the end of training it prints one summary line.
+At the end of training it prints one summary line: the mean loss of the first and of the last
+tenth of the iterations this run made (single-batch losses are too noisy to compare).
 """
 import json
 import logging
 import os
+from array import array
 
 import torch
 from classy_vision.generic.distributed_util import all_reduce_mean, is_primary
@@ -42,8 +44,8 @@ class AASAEMetricsHook(ClassyHook):
         self.settings = metrics_settings(config)
         self.tb_writer = tb_writer
         self.log_path = os.path.join(config.CHECKPOINT.DIR, "aasae_metrics.json")
-        self.first = None  # (iteration, loss) of the first update this run saw
-        self.last = None
+        self.iterations = array("q")  # iteration and loss of every update this run made
+        self.losses = array("d")
         self.updates = 0
         self.progress = None
         self._posterior = None  # (iteration, metrics) computed in on_forward
@@ -78,8 +80,8 @@ class AASAEMetricsHook(ClassyHook):
     def on_update(self, task) -> None:
         iteration = task.iteration
         loss = float(task.last_batch.loss)
-        self.first = self.first or (iteration, loss)
-        self.last = (iteration, loss)
+        self.iterations.append(iteration)
+        self.losses.append(loss)
         self.updates += 1
         if self.progress is None:
             self.progress = self._new_progress(task)
@@ -109,11 +111,18 @@ class AASAEMetricsHook(ClassyHook):
             return
         if self.tb_writer is not None:
             self.tb_writer.flush()
-        if self.first is None:
+        if not self.updates:
             return
-        print(
-            f"AASAE summary: {self.updates} iterations, loss {self.first[1]:.4g} (iteration "
-            f"{self.first[0]}) -> {self.last[1]:.4g} (iteration {self.last[0]}), "
-            f"checkpoints in {os.path.dirname(os.path.abspath(self.log_path))}",
-            flush=True,
-        )
+        print(f"AASAE summary: {self.updates} iterations, {loss_trend(self.iterations, self.losses)}, "
+              f"checkpoints in {os.path.dirname(os.path.abspath(self.log_path))}", flush=True)
+
+
+def loss_trend(iterations, losses) -> str:
+    """'loss A (mean of iterations i-j) -> B (mean of iterations k-l)' over the first and last tenth."""
+    n = max(1, len(losses) // 10)
+
+    def part(lo, hi):
+        span = f"{iterations[lo]}" if hi - lo == 1 else f"{iterations[lo]}-{iterations[hi - 1]}"
+        return f"{sum(losses[lo:hi]) / (hi - lo):.4g} (mean of iteration{'s' if hi - lo > 1 else ''} {span})"
+
+    return f"loss {part(0, n)} -> {part(len(losses) - n, len(losses))}"

@@ -7,6 +7,8 @@ LEARN_LOG_SCALE):
 - ``depth``: decoder depth 18|34|50 (default: the trunk's); stem and width always follow the trunk.
 - ``log_scale``: initial (learned) or fixed value of the Gaussian likelihood's log-variance.
 - ``learn_log_scale``: learn ``log_scale`` (it then is a model parameter the optimizer sees).
+- ``init``: decoder initialisation, ``kaiming`` (default) or ``pytorch`` (the authors'); see
+  :mod:`vissl_aasae.models.resnet_decoder`.
 
 Output (a list, as VISSL's NaN check wants): ``[x_hat (k,B,C,H,W), mu, log_var, z (k,B,d), log_scale]``.
 """
@@ -18,7 +20,7 @@ from vissl.models.heads import register_model_head
 
 from vissl_aasae.models.aasae_settings import aasae_setting
 from vissl_aasae.models.heads.aasae_projection import Latent
-from vissl_aasae.models.resnet_decoder import ResNetDecoder
+from vissl_aasae.models.resnet_decoder import DECODER_INITS, ResNetDecoder
 from vissl_aasae.models.resnet_spec import ResNetSpec
 from vissl_aasae.models.trunk_spec import trunk_spec
 
@@ -35,6 +37,7 @@ class AASAEResNetDecoderHead(nn.Module):
         learn_log_scale: bool = None,
         stem: str = None,
         width_multiplier: int = None,
+        init: str = None,
     ):
         super().__init__()
         latent_dim = aasae_setting(model_config, "LATENT_DIM", latent_dim)
@@ -42,6 +45,7 @@ class AASAEResNetDecoderHead(nn.Module):
         depth = aasae_setting(model_config, "DECODER_DEPTH", depth)
         log_scale = aasae_setting(model_config, "LOG_SCALE", log_scale)
         learn_log_scale = aasae_setting(model_config, "LEARN_LOG_SCALE", learn_log_scale)
+        init = aasae_setting(model_config, "DECODER_INIT", init)
         trunk = trunk_spec(model_config)
         if trunk is None:
             raise ValueError(
@@ -61,8 +65,10 @@ class AASAEResNetDecoderHead(nn.Module):
             raise ValueError(f"MODEL.AASAE.LATENT_DIM={latent_dim!r} must be a positive integer")
         if not math.isfinite(float(log_scale)):
             raise ValueError(f"MODEL.AASAE.LOG_SCALE={log_scale!r} must be a finite number")
+        if init not in DECODER_INITS:
+            raise ValueError(f"MODEL.AASAE.DECODER_INIT={init!r} is not one of {list(DECODER_INITS)}")
         try:
-            self.decoder = ResNetDecoder(spec, latent_dim, int(input_height))
+            self.decoder = ResNetDecoder(spec, latent_dim, int(input_height), init=init)
         except ValueError as err:
             raise ValueError(f"MODEL.AASAE.INPUT_HEIGHT: {err}") from None
         value = torch.tensor([float(log_scale)])
