@@ -6,7 +6,8 @@ registers every component with VISSL's and classy_vision's registries:
 - trunk ``aasae_resnet``; heads ``aasae_stochastic_projection``, ``aasae_deterministic_projection``,
   ``aasae_resnet_decoder``; loss ``aasae_loss``;
 - transform ``AASAEViews`` (+ ``AASAERandomGaussianBlur``); collator ``aasae_collator``;
-  data source ``aasae_array``; the hook generator :func:`vissl_aasae.hooks.aasae_hook_generator`.
+  data source ``aasae_array``; task ``aasae_task`` (VISSL's task + ``AASAE.PERFORMANCE``); the hook
+  generator :func:`vissl_aasae.hooks.aasae_hook_generator`.
 """
 from vissl_aasae import compat
 
@@ -20,5 +21,6 @@ from vissl_aasae.models.trunks import aasae_resnet  # noqa: E402,F401
 aasae_array.register()
 
 from vissl_aasae import evaluation  # noqa: E402,F401  (registers the engine aasae_feature_eval)
+from vissl_aasae import trainer  # noqa: E402,F401  (registers the task aasae_task)
 
 __version__ = "0.1.0"
