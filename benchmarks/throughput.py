@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--data-batches", type=int, help="timed batches of the data pipeline alone (default 4 x iterations)")
     p.add_argument("--repeats", type=int, default=1, help="fresh-process runs of each mode")
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of step,data,plain")
-    p.add_argument("--fake-data", type=int, metavar="N", help="write N random images in the config's data format and train on them")
+    p.add_argument("--fake-data", type=int, metavar="N", help="write N random images (at least as many as the run reads) in the config's data format and train on them")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--_child", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)
@@ -571,7 +571,11 @@ def main(argv=None) -> int:
         data_root = None
         if args.fake_data:
             _, config = compose_config(args, -1, data_tmp, check=False)
-            data_root = write_fake_data(config, Path(data_tmp), args.fake_data)
+            # at least as many images as the longest mode reads (DATA_LIMIT must not exceed the data)
+            batch = args.batch_size or config.DATA.TRAIN.BATCHSIZE_PER_REPLICA
+            workers = int(config.DATA.NUM_DATALOADER_WORKERS)
+            needed = max(samples_needed(args, mode, batch, workers) for mode in args.modes)
+            data_root = write_fake_data(config, Path(data_tmp), max(args.fake_data, needed))
         # modes interleaved (step, data, plain, step, ...) so that load from other processes
         # on a shared machine falls on all of them alike
         runs = {mode: [] for mode in args.modes}

@@ -48,3 +48,21 @@ def write_image_folder(root: Path, classes=("a", "b"), per_class=2, size=64, see
         for j, img in enumerate(images(per_class, size, seed + c)):
             Image.fromarray(img).save(root / name / f"{name}_{j}.jpg", quality=95)
     return root
+
+
+def write_fashion_mnist_idx(root: Path, n_train=64, n_test=100):
+    """Fashion-MNIST IDX .gz files (as the Debian package ships them) holding the first images of
+    the embedded real subset."""
+    import gzip
+
+    from vissl_aasae.data.aasae_array import EMBEDDED
+
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = np.load(EMBEDDED)
+    for prefix, split, n in (("train", "train", n_train), ("t10k", "test", n_test)):
+        images, labels = arrays[f"{split}_images"][:n], arrays[f"{split}_labels"][:n]
+        with gzip.open(root / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(np.array([0x803, n, 28, 28], dtype=">u4").tobytes() + images.astype(np.uint8).tobytes())
+        with gzip.open(root / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(np.array([0x801, n], dtype=">u4").tobytes() + labels.astype(np.uint8).tobytes())
+    return root
