@@ -400,44 +400,83 @@ def test_benchmark_config_runs_one_iteration_on_cpu(tmp_path, data_root, checkpo
 # --------------------------------------------------------------------------- the quickstart on real data
 
 
-QUICKSTART_ITERATIONS = 4
-QUICKSTART_BATCH = 32
+QUICKSTART_IMAGES = 4992  # one pass over the embedded train images, 156 iterations of batch 32 (~6 min on 2 cores)
 
 
 @pytest.fixture(scope="module")
-def quickstart_checkpoint(tmp_path_factory):
-    """A short quickstart pretraining through the launcher: 4 iterations of 32 embedded images."""
+def quickstart_run(tmp_path_factory):
+    """The quickstart recipe through the launcher for one pass over the 5000 embedded train images."""
     ckpt_dir = tmp_path_factory.mktemp("quickstart")
     out = run_launcher(
-        ["config=pretrain/aasae/quickstart", f"config.DATA.TRAIN.DATA_LIMIT={QUICKSTART_BATCH * QUICKSTART_ITERATIONS}",
-         f"config.DATA.TRAIN.BATCHSIZE_PER_REPLICA={QUICKSTART_BATCH}", "config.OPTIMIZER.num_epochs=1",
-         f"config.CHECKPOINT.DIR={ckpt_dir}"],
+        ["config=pretrain/aasae/quickstart", f"config.DATA.TRAIN.DATA_LIMIT={QUICKSTART_IMAGES}",
+         "config.OPTIMIZER.num_epochs=1", "config.LOG_FREQUENCY=1", "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0",
+         "config.AASAE.METRICS.NUM_IMAGES=0", f"config.CHECKPOINT.DIR={ckpt_dir}"],
         cwd=ckpt_dir,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return ckpt_dir / "model_final_checkpoint_phase0.torch"
+    return ckpt_dir, out.stdout
 
 
-# A short CPU pretraining does not beat a random trunk on this data yet (measured, linear / kNN top-1 %):
-#   fit on 5000, test on 1000 embedded images: random 79.9 / 77.5; quickstart 20 iterations (batch 64)
-#   77.4 / 66.6; 40 iterations (the full quickstart) 80.1 / 72.4.
-#   fit on 600, test on 300 (this test): random 74.7 / 71.7; 4 iterations (batch 32, this test's
-#   checkpoint) 73.3 / 61.7 (71.0 / 55.0 in another run); 20 iterations 66.7 / 51.0; 40 iterations 71.7 / 58.7.
-RANDOM_INIT_TOLERANCE = 10.0  # points of linear top-1 the quickstart may trail the random trunk by
+@pytest.fixture(scope="module")
+def quickstart_checkpoint(quickstart_run):
+    return quickstart_run[0] / "model_final_checkpoint_phase0.torch"
+
+
+def constant_prediction_loss() -> float:
+    """The loss of the best input-independent flat prediction (the global mean, ~0 after
+    normalisation) on the quickstart's targets, in closed form: the sum over 3x32x32 pixels of
+    0.5 log(2 pi) + 0.5 (x - mean)^2 (log_scale 0: unit variance), averaged over the images."""
+    import math
+
+    from PIL import Image
+    from torchvision import transforms
+
+    from vissl_aasae.data.aasae_array import EMBEDDED
+
+    images = np.load(EMBEDDED)["train_images"][:QUICKSTART_IMAGES]
+    to_target = transforms.Compose([transforms.Resize(32), transforms.ToTensor(),
+                                    transforms.Normalize([0.286] * 3, [0.353] * 3)])
+    x = torch.stack([to_target(Image.fromarray(im).convert("RGB")) for im in images])
+    return 0.5 * math.log(2 * math.pi) * x[0].numel() + 0.5 * ((x - x.mean()) ** 2).sum((1, 2, 3)).mean().item()
 
 
 @pytest.mark.slow
-def test_quickstart_checkpoint_on_held_out_fashion_mnist(tmp_path, quickstart_checkpoint):
+def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
+    """The mean loss of the last 15 iterations is >= 12 % below what a constant image scores
+    (~4270 nats), i.e. the decoder reconstructs the images, not their average.  Measured: 5373
+    (iterations 0-14, random decoder) -> 3366 (iterations 141-155).  With PyTorch's default decoder
+    init (MODEL.AASAE.DECODER_INIT=pytorch, the authors' code) the loss stayed at ~4250 for 80 iterations."""
+    ckpt_dir, stdout = quickstart_run
+    losses = [json.loads(line)["loss"] for line in (ckpt_dir / "aasae_metrics.json").read_text().splitlines()]
+    assert len(losses) == 156
+    constant = constant_prediction_loss()
+    assert 4200 < constant < 4300
+    last = sum(losses[-15:]) / 15
+    print(f"constant prediction {constant:.1f}, first 15 {sum(losses[:15]) / 15:.1f}, last 15 {last:.1f}")
+    assert last < 0.88 * constant
+    summary = f"AASAE summary: 156 iterations, loss {sum(losses[:15]) / 15:.4g} (mean of iterations 0-14) -> {last:.4g} (mean of iterations 141-155)"
+    assert summary in stdout
+
+
+# Measured (2026-11-22, 2 cores), linear / kNN top-1 %, fit on the 5000 embedded train images, 1000
+# embedded test images reported: random-init trunk 79.9 / 77.5; this fixture's checkpoint (156
+# iterations) 82.2 / 75.8; 80 iterations (the README's quickstart) 80.7 / 74.8.  With PyTorch's
+# default decoder init, 40 iterations gave 80.1 / 72.4.  Full Fashion-MNIST, 200 iterations: see
+# docs/RESULTS.md (AASAE 83.3 vs random 80.8 linear).
+LINEAR_MARGIN = 0.5  # points of linear top-1 the quickstart checkpoint must be above the random trunk
+
+
+@pytest.mark.slow
+def test_quickstart_checkpoint_beats_random_init_on_held_out_fashion_mnist(tmp_path, quickstart_checkpoint):
     """Quickstart checkpoint -> linear probe and kNN on real held-out images (embedded Fashion-MNIST test split).
 
-    The pretrained and a randomly initialised trunk are evaluated the same way (600 train images fit,
-    300 test images reported).  Asserted: both far above chance (10 %), and the quickstart no more
-    than RANDOM_INIT_TOLERANCE below the random trunk (see the measurements above).
+    The pretrained and a randomly initialised trunk are evaluated the same way (the 5000 embedded
+    train images fit, the 1000 test images reported).  Asserted: both far above chance (10 %), and the
+    pretrained trunk's linear top-1 above the random trunk's by LINEAR_MARGIN (measured +2.3).
     """
-    limits = ["config.DATA.TRAIN.DATA_LIMIT=600", "config.DATA.TEST.DATA_LIMIT=300"]
     out = subprocess.run(
         [sys.executable, str(EVALUATE), "--checkpoint", str(quickstart_checkpoint),
-         "--output", str(tmp_path / "q.json"), f"config.CHECKPOINT.DIR={tmp_path}", *limits],
+         "--output", str(tmp_path / "q.json"), f"config.CHECKPOINT.DIR={tmp_path}"],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -445,12 +484,12 @@ def test_quickstart_checkpoint_on_held_out_fashion_mnist(tmp_path, quickstart_ch
     line = out.stdout.strip().splitlines()[-1]
     expected = f"linear top-1 = {pretrained['linear_top1']:.2f}%  knn(k=20) top-1 = {pretrained['knn_top1']:.2f}%"
     assert line.startswith(expected)
-    assert f"(n_train=600, n_test=300, checkpoint={quickstart_checkpoint})" in line
+    assert f"(n_train=5000, n_test=1000, checkpoint={quickstart_checkpoint})" in line
 
-    _, config = compose(["config=benchmark/aasae/knn/quickstart", f"config.CHECKPOINT.DIR={tmp_path}", *limits])
+    _, config = compose(["config=benchmark/aasae/knn/quickstart", f"config.CHECKPOINT.DIR={tmp_path}"])
     random = evaluate_frozen_trunk(config, random_init=True)
     print(f"quickstart: {pretrained}\nrandom init: {random}")
-    assert (pretrained["n_train"], pretrained["n_test"], random["n_test"]) == (600, 300, 300)
-    assert pretrained["linear_top1"] > 50.0 and random["linear_top1"] > 50.0  # chance: 10 %
-    assert pretrained["knn_top1"] > 30.0 and random["knn_top1"] > 30.0
-    assert pretrained["linear_top1"] >= random["linear_top1"] - RANDOM_INIT_TOLERANCE
+    assert (pretrained["n_train"], pretrained["n_test"], random["n_test"]) == (5000, 1000, 1000)
+    assert pretrained["linear_top1"] > 60.0 and random["linear_top1"] > 60.0  # chance: 10 %
+    assert pretrained["knn_top1"] > 50.0 and random["knn_top1"] > 50.0
+    assert pretrained["linear_top1"] > random["linear_top1"] + LINEAR_MARGIN
