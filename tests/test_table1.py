@@ -48,3 +48,33 @@ def test_table1_harness_runs_every_row_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "aasae" / "run.log").read_text() == log_before
     assert json.loads((out / "results.json").read_text())["aasae"] == results["aasae"]
+    # a sweep trains only its other points: decoder 18 is the AASAE row, decoder 34 is new
+    sweep = harness(tmp_path, "--sweep", "decoder")
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    assert (out / "aasae" / "run.log").read_text() == log_before
+    assert not (out / "sweep_decoder18").exists()
+    assert "DECODER_DEPTH=34" in (out / "sweep_decoder34" / "run.log").read_text()
+    assert "| decoder18 (the AASAE row) |" in sweep.stdout and "| decoder34 |" in sweep.stdout
+    assert json.loads((out / "results.json").read_text())["sweep_decoder34"]["n_test"] == 100
+
+
+def test_sweep_base_points_are_the_quickstart_values():
+    """The sweep point reused from the table's AASAE run must be the quickstart's own setting."""
+    import importlib.util
+
+    from vissl_aasae.launcher import compose
+
+    spec = importlib.util.spec_from_file_location("table1", HARNESS)
+    table1 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table1)
+    _, config = compose(["config=pretrain/aasae/quickstart", "+config/pretrain/aasae/variant=aasae"])
+    aasae = config.MODEL.AASAE
+    depth = aasae.DECODER_DEPTH or config.MODEL.TRUNK.AASAE_RESNET.DEPTH
+    expected = {"latent": f"latent{aasae.LATENT_DIM}", "decoder": f"decoder{depth}",
+                "kl_coeff": f"kl_coeff{config.LOSS.aasae_loss.kl_coeff:g}", "log_scale": f"log_scale{aasae.LOG_SCALE:g}"}
+    assert table1.QUICKSTART_VALUES == expected
+    batch = config.DATA.TRAIN.BATCHSIZE_PER_REPLICA
+    assert batch == table1.BASE_BATCH and config.OPTIMIZER.param_schedulers.lr.schedulers[1]["value"] == table1.BASE_LR
+    for sweep, points in table1.SWEEPS.items():
+        base = [name for name in points if table1.is_base_point(sweep, name, batch)]
+        assert len(base) == 1, sweep
