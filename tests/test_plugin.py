@@ -1,6 +1,7 @@
 """The installable plugin: config resolution, the launcher in 1 and 2 processes, bad input."""
 import glob
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -104,3 +105,16 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle):
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
     assert needle in lines[0]
     assert not glob.glob(str(tmp_path / "*.torch"))
+
+
+def test_rank_threads_share_the_cores_this_process_may_use(monkeypatch):
+    """A job confined to 4 of a host's cores (SLURM, taskset) runs 2 threads in each of its 2 ranks,
+    not host_cores / 2."""
+    from omegaconf import OmegaConf
+
+    from vissl_aasae.hooks import rank_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 4, 5, 6})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    for ranks, threads in ((1, 4), (2, 2), (8, 1)):
+        assert rank_threads(OmegaConf.create({"DISTRIBUTED": {"NUM_PROC_PER_NODE": ranks}})) == threads

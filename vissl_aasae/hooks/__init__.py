@@ -23,9 +23,11 @@ from vissl_aasae.hooks.aasae_reconstruction_hook import AASAEReconstructionHook
 
 
 def rank_threads(config) -> int:
-    """CPU threads for one rank: the cores shared evenly among this node's ranks."""
+    """CPU threads for one rank: the cores this process may run on (its affinity: a SLURM or
+    ``taskset`` CPU set, not every core of the host) shared evenly among this node's ranks."""
     ranks = max(1, int(config.DISTRIBUTED.NUM_PROC_PER_NODE))
-    return max(1, (os.cpu_count() or 1) // ranks)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // ranks)
 
 
 def tensorboard_writer(hooks: List[ClassyHook]):
