@@ -4,6 +4,7 @@
     python benchmarks/table1_fashion_mnist.py --out runs/table1                  # the table
     python benchmarks/table1_fashion_mnist.py --out runs/table1 --sweep latent   # one sweep
     python benchmarks/table1_fashion_mnist.py --out runs/table1 --sweep all      # every sweep
+    python benchmarks/table1_fashion_mnist.py --out runs/table1 --sweep kl_coeff --points kl_coeff0,kl_coeff1
 
 Every model is the quickstart's (``pretrain/aasae/quickstart``: ResNet-18 with the CIFAR stem and
 its mirrored decoder, 32 px, Adam, 10 % linear warm-up then constant LR) trained through VISSL's
@@ -81,11 +82,19 @@ def parse_args(argv=None):
     p.add_argument("--fit", type=int, default=10000, help="training images that fit the linear probe / kNN memory")
     p.add_argument("--sweep", default="table", choices=("table", "all", *SWEEPS), help="what to run")
     p.add_argument("--variants", default=",".join(VARIANTS), help="variants of the table")
+    p.add_argument("--points", default=None,
+                   help="with --sweep: only these points, comma-separated (e.g. kl_coeff0,kl_coeff1); default all")
     p.add_argument("--no-baselines", action="store_true", help="skip random-init and raw-pixel rows")
     p.add_argument("--no-figures", action="store_true", help="skip the Fig. 5 view-similarity matrices")
     args = p.parse_args(argv)
     if not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
         p.error(f"--data {args.data}: no train-images-idx3-ubyte.gz there (apt install dataset-fashion-mnist)")
+    if args.points is not None:
+        known = {name for sweep in SWEEPS.values() for name in sweep}
+        unknown = sorted(set(args.points.split(",")) - known)
+        if args.sweep == "table" or unknown:
+            p.error(f"--points {args.points}: " + (f"unknown points {unknown}; known: {sorted(known)}" if unknown
+                                                    else "goes with --sweep"))
     if args.images < args.batch_size:
         p.error(f"--images {args.images} is smaller than --batch-size {args.batch_size}")
     return args
@@ -233,6 +242,8 @@ def main(argv=None) -> int:
         for sweep in (SWEEPS if args.sweep == "all" else [args.sweep]):
             lines += ["", f"Sweep {sweep} (AASAE):", "", "| setting | linear top-1 | kNN top-1 | pretraining |", "|---|---|---|---|"]
             for name, overrides in SWEEPS[sweep].items():
+                if args.points is not None and name not in args.points.split(","):
+                    continue
                 base = is_base_point(sweep, name, args.batch_size)
                 key = "aasae" if base else f"sweep_{name}"
                 ckpt = pretrain(args, key, ["+config/pretrain/aasae/variant=aasae", *([] if base else overrides)], out)

@@ -78,3 +78,13 @@ def test_sweep_base_points_are_the_quickstart_values():
     for sweep, points in table1.SWEEPS.items():
         base = [name for name in points if table1.is_base_point(sweep, name, batch)]
         assert len(base) == 1, sweep
+
+
+def test_points_are_checked_before_any_run(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").touch()
+    for extra, needle in ((["--sweep", "kl_coeff", "--points", "kl_coeff1,kl_coeff7"], "unknown points ['kl_coeff7']"),
+                          (["--points", "kl_coeff1"], "--points kl_coeff1: goes with --sweep")):
+        proc = subprocess.run([sys.executable, str(HARNESS), "--out", str(tmp_path / "out"), "--data", str(tmp_path), *extra],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
