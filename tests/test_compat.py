@@ -80,3 +80,70 @@ def test_legacy_import_warnings_are_silenced():
     assert out.returncode == 0, out.stderr
     assert "pkg_resources is deprecated" not in out.stderr
     assert "_functional_video" not in out.stderr
+
+
+KILLED_LOADER = """
+import os, signal, sys, torch
+from torch.utils.data import DataLoader, TensorDataset
+from vissl_aasae import compat
+init = compat.watch_main_process if sys.argv[1] == "watched" else None
+loader = DataLoader(TensorDataset(torch.zeros(100000, 1)), batch_size=1, num_workers=2,
+                    multiprocessing_context="forkserver", worker_init_fn=init)
+it = iter(loader)
+next(it)
+print(" ".join(str(w.pid) for w in it._workers), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def _workers_of_a_killed_trainer(mode: str, wait_s: float):
+    import time
+
+    import tempfile
+
+    # output to a file: orphaned workers would hold a pipe open and keep subprocess.run waiting
+    with tempfile.TemporaryFile("w+") as log:
+        out = subprocess.run([sys.executable, "-c", KILLED_LOADER, mode], stdout=log, stderr=subprocess.STDOUT, timeout=120)
+        log.seek(0)
+        text = log.read()
+    assert out.returncode == -9, text[-2000:]
+    pids = [int(p) for p in text.strip().splitlines()[-1].split()]
+    assert len(pids) == 2
+    deadline = time.time() + wait_s
+    while time.time() < deadline and any(map(_running, pids)):
+        time.sleep(0.2)
+    return pids
+
+
+def test_dataloader_workers_exit_with_a_killed_trainer():
+    import os
+    import signal
+
+    orphans = _workers_of_a_killed_trainer("plain", wait_s=3)
+    try:  # the bug: torch's watchdog watches the forkserver, which the workers keep alive
+        assert all(map(_running, orphans))
+    finally:
+        for pid in orphans:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    watched = _workers_of_a_killed_trainer("watched", wait_s=15)
+    assert not any(map(_running, watched))
+
+
+def test_vissl_dataloaders_get_the_watching_worker_init(monkeypatch):
+    from vissl.trainer import train_task
+
+    seen = {}
+    monkeypatch.setattr(compat, "_APPLIED", compat._APPLIED - {"patch_orphaned_workers"})
+    monkeypatch.setattr(train_task, "build_dataloader", lambda *a, **kw: seen.update(kw))
+    compat.patch_orphaned_workers()
+    train_task.build_dataloader(dataset=None)
+    assert seen["worker_init_fn"] is compat.vissl_worker_init

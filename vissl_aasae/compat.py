@@ -270,6 +270,49 @@ def patch_empty_class_folders():
     disk_dataset.ImageFolder = _image_folder_allowing_empty_classes()
 
 
+def watch_main_process(_worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: exit this worker as soon as the process that started it
+    dies.  Under forkserver, torch's own watchdog watches the worker's OS parent, the forkserver,
+    which outlives a killed trainer (every worker holds the forkserver's "alive" pipe open), so the
+    workers would run on as orphans.  The multiprocessing parent's sentinel is a pipe the trainer
+    holds: it reads EOF when the trainer dies, however it died."""
+    import multiprocessing
+    import multiprocessing.connection
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def exit_when_parent_dies():
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=exit_when_parent_dies, name="aasae-exit-with-trainer", daemon=True).start()
+
+
+def vissl_worker_init(worker_id: int) -> None:
+    """VISSL's own worker seeding, plus :func:`watch_main_process`."""
+    from vissl.utils.misc import set_dataloader_seeds
+
+    watch_main_process(worker_id)
+    set_dataloader_seeds(worker_id)
+
+
+@_once
+def patch_orphaned_workers():
+    """A trainer killed under forkserver (VISSL's default method) leaves its DataLoader workers running as orphans."""
+    from vissl.trainer import train_task
+
+    build_dataloader = train_task.build_dataloader
+
+    def build_dataloader_with_watched_workers(*args, **kwargs):
+        kwargs.setdefault("worker_init_fn", vissl_worker_init)
+        return build_dataloader(*args, **kwargs)
+
+    train_task.build_dataloader = build_dataloader_with_watched_workers
+
+
 def apply() -> None:
     """Apply every patch (idempotent)."""
     quiet_legacy_warnings()
@@ -278,6 +321,7 @@ def apply() -> None:
     patch_atomic_checkpoints()
     patch_resume_choice()
     patch_empty_class_folders()
+    patch_orphaned_workers()
 
 
 # --------------------------------------------------------------------------- detectron2 v0.5
