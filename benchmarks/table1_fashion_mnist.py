@@ -95,6 +95,7 @@ def parse_args(argv=None):
         if args.sweep == "table" or unknown:
             p.error(f"--points {args.points}: " + (f"unknown points {unknown}; known: {sorted(known)}" if unknown
                                                     else "goes with --sweep"))
+        args.points = set(args.points.split(","))
     if args.images < args.batch_size:
         p.error(f"--images {args.images} is smaller than --batch-size {args.batch_size}")
     return args
@@ -242,15 +243,16 @@ def main(argv=None) -> int:
         for sweep in (SWEEPS if args.sweep == "all" else [args.sweep]):
             lines += ["", f"Sweep {sweep} (AASAE):", "", "| setting | linear top-1 | kNN top-1 | pretraining |", "|---|---|---|---|"]
             for name, overrides in SWEEPS[sweep].items():
-                if args.points is not None and name not in args.points.split(","):
+                if args.points is not None and name not in args.points:
                     continue
                 base = is_base_point(sweep, name, args.batch_size)
                 key = "aasae" if base else f"sweep_{name}"
                 ckpt = pretrain(args, key, ["+config/pretrain/aasae/variant=aasae", *([] if base else overrides)], out)
                 results[key] = results.get(key, {}) | evaluate(args, key, out, ckpt) | ({} if base else {"overrides": overrides})
                 save()
-                lines.append(row(name if key != "aasae" else f"{name} (the AASAE row)", results[key], (out / key / "pretrain_seconds.txt").read_text().strip() + " s"
-                                 if (out / key / "pretrain_seconds.txt").exists() else ""))
+                seconds = out / key / "pretrain_seconds.txt"
+                lines.append(row(f"{name} (the AASAE row)" if base else name, results[key],
+                                 seconds.read_text().strip() + " s" if seconds.exists() else ""))
     table = "\n".join(lines) + "\n"
     with open(out / "table.md", "a") as f:
         f.write(table + "\n")

@@ -1,6 +1,10 @@
 """Each compat patch: a test that fails without it."""
+import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 import torch
@@ -105,10 +109,6 @@ def _running(pid: int) -> bool:
 
 
 def _workers_of_a_killed_trainer(mode: str, wait_s: float):
-    import time
-
-    import tempfile
-
     # output to a file: orphaned workers would hold a pipe open and keep subprocess.run waiting
     with tempfile.TemporaryFile("w+") as log:
         out = subprocess.run([sys.executable, "-c", KILLED_LOADER, mode], stdout=log, stderr=subprocess.STDOUT, timeout=120)
@@ -124,9 +124,6 @@ def _workers_of_a_killed_trainer(mode: str, wait_s: float):
 
 
 def test_dataloader_workers_exit_with_a_killed_trainer():
-    import os
-    import signal
-
     orphans = _workers_of_a_killed_trainer("plain", wait_s=3)
     try:  # the bug: torch's watchdog watches the forkserver, which the workers keep alive
         assert all(map(_running, orphans))
@@ -139,11 +136,14 @@ def test_dataloader_workers_exit_with_a_killed_trainer():
 
 
 def test_vissl_dataloaders_get_the_watching_worker_init(monkeypatch):
+    import vissl.data
     from vissl.trainer import train_task
 
-    seen = {}
+    seen = []
     monkeypatch.setattr(compat, "_APPLIED", compat._APPLIED - {"patch_orphaned_workers"})
-    monkeypatch.setattr(train_task, "build_dataloader", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(vissl.data, "build_dataloader", lambda *a, **kw: seen.append(kw["worker_init_fn"]))
+    monkeypatch.setattr(train_task, "build_dataloader", None)
     compat.patch_orphaned_workers()
     train_task.build_dataloader(dataset=None)
-    assert seen["worker_init_fn"] is compat.vissl_worker_init
+    vissl.data.build_dataloader(dataset=None)
+    assert seen == [compat.vissl_worker_init] * 2

@@ -302,15 +302,17 @@ def vissl_worker_init(worker_id: int) -> None:
 @_once
 def patch_orphaned_workers():
     """A trainer killed under forkserver (VISSL's default method) leaves its DataLoader workers running as orphans."""
+    import vissl.data
     from vissl.trainer import train_task
 
-    build_dataloader = train_task.build_dataloader
+    build_dataloader = vissl.data.build_dataloader
 
     def build_dataloader_with_watched_workers(*args, **kwargs):
         kwargs.setdefault("worker_init_fn", vissl_worker_init)
         return build_dataloader(*args, **kwargs)
 
-    train_task.build_dataloader = build_dataloader_with_watched_workers
+    # the trainer imported the function by name; benchmarks/throughput.py calls vissl.data's
+    vissl.data.build_dataloader = train_task.build_dataloader = build_dataloader_with_watched_workers
 
 
 def apply() -> None:

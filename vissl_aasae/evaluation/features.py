@@ -12,6 +12,8 @@ from typing import Tuple
 import torch
 from torch.utils.data import DataLoader
 
+from vissl_aasae.compat import watch_main_process
+
 
 def _collate(items):
     """GenericSSLDataset items (one data source) -> (images, labels)."""
@@ -38,6 +40,7 @@ def split_loader(config, split: str, batch_size: int = None, num_workers: int = 
         shuffle=False,
         num_workers=int(config.DATA.NUM_DATALOADER_WORKERS if num_workers is None else num_workers),
         collate_fn=_collate,
+        worker_init_fn=watch_main_process,  # workers exit with a killed evaluation
     )
 
 
