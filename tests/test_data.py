@@ -30,6 +30,32 @@ def test_stl10_binary_format_round_trip(tmp_path):
     assert labels.tolist() == (written["test"][1].astype(int) - 1).tolist()
 
 
+def test_hold_out_keeps_the_reference_random_split(tmp_path):
+    """DATA.TRAIN.HOLD_OUT: the images torch's random_split(ds, [n - N, N], generator seeded 42)
+    puts in the training part (the reference's data modules), in its order; 0 keeps all."""
+    from torch.utils.data import random_split
+
+    write_cifar10(tmp_path)
+    all_images, all_labels = load_arrays("cifar10", str(tmp_path), "train")
+    cfg = {"DATA": {"TRAIN": {"HOLD_OUT": 5}}}
+    ds = AASAEArrayDataset(cfg, "aasae_array", str(tmp_path), "train", "cifar10")
+    train_part, _ = random_split(range(20), [15, 5], generator=torch.Generator().manual_seed(42))
+    assert len(ds) == 15 and ds.get_labels() == all_labels[list(train_part)].tolist()
+    assert np.array_equal(np.asarray(ds[0][0]), all_images[train_part[0]])
+    assert len(AASAEArrayDataset({"DATA": {"TRAIN": {"HOLD_OUT": 0}}}, "aasae_array", str(tmp_path), "train", "cifar10")) == 20
+    for bad in (20, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"DATA.TRAIN.HOLD_OUT=.*must be an integer from 0 to 19"):
+            AASAEArrayDataset({"DATA": {"TRAIN": {"HOLD_OUT": bad}}}, "aasae_array", str(tmp_path), "train", "cifar10")
+
+
+def test_paper_configs_hold_out_as_the_reference():
+    from vissl_aasae.launcher import compose
+
+    for name, expected in (("cifar10", 5000), ("stl10", 5000), ("quickstart", None)):
+        _, config = compose([f"config=pretrain/aasae/{name}"])
+        assert config.DATA.TRAIN.get("HOLD_OUT") == expected, name
+
+
 def test_embedded_fashion_mnist_subset():
     ds = AASAEArrayDataset(None, "aasae_array", "embedded", "train", "npz")
     assert len(ds) == 5000

@@ -231,7 +231,7 @@ def _lr(config, key="lr"):
 
 
 @pytest.mark.parametrize(
-    "name, classes, feature_dim", [("cifar10", 10, 512), ("stl10", 10, 2048), ("imagenet1k", 1000, 2048)]
+    "name, classes, feature_dim", [("cifar10", 10, 2048), ("stl10", 10, 2048), ("imagenet1k", 1000, 2048)]
 )
 def test_linear_protocol_settings(name, classes, feature_dim):
     config = compose([f"config=benchmark/aasae/linear/{name}", "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused"])[1]

@@ -12,6 +12,7 @@ the same way: a swapped or misplaced tensor changes the outputs or the shapes.
 """
 import importlib.util
 import json
+import math
 import pickle
 import sys
 import types
@@ -41,7 +42,7 @@ from vissl_aasae.interop import (
 )
 from vissl_aasae.interop.checkpoint_io import vissl_checkpoint
 from vissl_aasae.interop.feature_extraction import build_trunk
-from vissl_aasae.interop.lightning_import import hparams_overrides, our_key
+from vissl_aasae.interop.lightning_import import compose_for, hparams_overrides, our_key
 from vissl_aasae.launcher import compose
 from vissl_aasae.models.heads.aasae_projection import Latent
 from vissl_aasae.models.resnet_spec import ResNetSpec
@@ -228,12 +229,12 @@ class AuthorsDecoder18(nn.Module):
         self.linear_projection2 = nn.Linear(512, 512)
         self.conv1 = nn.Conv2d(32, 512, 1)
         inplanes = 512
-        for i, planes in enumerate((512, 256, 128, 64)):
+        for i, planes in enumerate((256, 128, 64, 32)):  # the reference's stage widths
             up = Upscale(input_height // factor) if i == 0 else Upscale()
             first = AuthorsBasicBlock(inplanes, planes, up, nn.Sequential(up, nn.Conv2d(inplanes, planes, 1)))
             setattr(self, f"layer{i + 1}", nn.Sequential(first, AuthorsBasicBlock(planes, planes)))
             inplanes = planes
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
         self.final_conv = nn.Conv2d(64, 3, 3, padding=1)
 
     def forward(self, z):
@@ -357,6 +358,78 @@ def test_authors_cifar_checkpoint_imports_with_its_decoder(quick):
         torch.testing.assert_close(model.heads[0].fc_mu(model.heads[0].mlp(h)), source.projection(h)[0], **TOL)
         torch.testing.assert_close(model.heads[1].decoder(z), source.decoder(z), **TOL)
     assert model.heads[1].log_scale.item() == pytest.approx(-0.7)
+
+
+def reference_key_shapes(encoder: str, stem: str, latent_dim: int = 128) -> dict:
+    """Key -> shape of the authors' LightningModule ``state_dict``, written from METHOD.md's facts
+    (torchvision encoder with their stem, ``projection.first_layer``/``mu``/``logvar``, their
+    decoder's ``linear_projection1/2``, ``conv1``, ``layerN.i.convK``, ``layerN.0.upsample.1``,
+    ``conv2``, ``final_conv``, and ``log_scale``), not from this plugin's modules."""
+    depth, widen = {"resnet18": (18, 1), "resnet50": (50, 1), "resnet50w2": (50, 2)}[encoder]
+    factory = torchvision.models.resnet18 if depth == 18 else torchvision.models.resnet50
+    tv = factory(weights=None, width_per_group=64 * widen) if depth == 50 else factory(weights=None)
+    shapes = {f"encoder.{k}": tuple(v.shape) for k, v in tv.state_dict().items() if not k.startswith("fc.")}
+    if stem == "cifar":
+        shapes["encoder.conv1.weight"] = (64 * widen, 3, 3, 3)
+    expansion, layers = (1, [2, 2, 2, 2]) if depth == 18 else (4, [3, 6, 4, 3])
+    h = 512 * expansion * widen
+    shapes.update({
+        "projection.first_layer.0.weight": (h, h), "projection.first_layer.0.bias": (h,),
+        "projection.first_layer.1.weight": (h,), "projection.first_layer.1.bias": (h,),
+        "projection.first_layer.1.running_mean": (h,), "projection.first_layer.1.running_var": (h,),
+        "projection.first_layer.1.num_batches_tracked": (),
+        "projection.mu.weight": (latent_dim, h), "projection.logvar.weight": (latent_dim, h),
+        "decoder.linear_projection1.weight": (h, latent_dim), "decoder.linear_projection1.bias": (h,),
+        "decoder.linear_projection2.weight": (h, h), "decoder.linear_projection2.bias": (h,),
+        "decoder.conv1.weight": (h, h // 16, 1, 1), "decoder.conv1.bias": (h,),
+        "log_scale": (1,),
+    })
+
+    def conv(name, cout, cin, k):
+        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (cout, cin, k, k), (cout,)
+
+    inplanes, filters = h, 512 * widen
+    for stage, blocks in enumerate(layers, start=1):
+        filters //= 2  # halved before each stage: 256, 128, 64, 32 (x widen)
+        for i in range(blocks):
+            name, cin = f"decoder.layer{stage}.{i}", inplanes if i == 0 else filters * expansion
+            if expansion == 1:
+                conv(f"{name}.conv1", filters, cin, 3)
+                conv(f"{name}.conv2", filters, filters, 3)
+            else:
+                conv(f"{name}.conv1", filters, cin, 1)
+                conv(f"{name}.conv2", filters, filters, 3)
+                conv(f"{name}.conv3", filters * expansion, filters, 1)
+            if i == 0:
+                conv(f"{name}.upsample.1", filters * expansion, cin, 1)
+        inplanes = filters * expansion
+    conv("decoder.conv2", 64, filters * expansion, 3)
+    conv("decoder.final_conv", 3, 64, 3)
+    return shapes
+
+
+@pytest.mark.parametrize(
+    "encoder,stem,dataset,height,decoder_parameters",
+    [("resnet18", "cifar", "cifar10", 32, 4_459_107), ("resnet50", "stl10", "stl10", 96, 13_291_203),
+     ("resnet50", "imagenet", "imagenet", 224, 13_291_203)],
+)
+def test_reference_layout_checkpoints_import_with_their_decoder(encoder, stem, dataset, height, decoder_parameters):
+    shapes = reference_key_shapes(encoder, stem)
+    assert sum(math.prod(s) for k, s in shapes.items() if k.startswith("decoder.")) == decoder_parameters
+    g = torch.Generator().manual_seed(3)
+    state = {k: (torch.tensor(7) if not s else torch.randn(s, generator=g)) for k, s in shapes.items()}
+    state = {k: (v.abs() + 0.5 if k.endswith("running_var") else v) for k, v in state.items()}
+    hparams = {"encoder_name": encoder, "h_dim": 512 if encoder == "resnet18" else 2048, "latent_dim": 128,
+               "input_height": height, "first_conv3x3": stem == "cifar", "remove_first_maxpool": stem != "imagenet",
+               "dataset": dataset, "log_scale": 0.0, "learn_scale": 0, "kl_coeff": 0.0}
+    config = compose_for(hparams)
+    converted, report = import_lightning_checkpoint({"state_dict": state, "hyper_parameters": hparams}, config,
+                                                    decoder="require")
+    assert report["decoder"] == "imported" and report["not_imported"] == []
+    assert report["decoder_tensors"] == sum(1 for k in shapes if k.startswith("decoder."))
+    heads = converted["classy_state_dict"]["base_model"]["model"]["heads"]
+    torch.testing.assert_close(heads["1.decoder.layer1.0.shortcut.1.weight"], state["decoder.layer1.0.upsample.1.weight"])
+    torch.testing.assert_close(heads["1.decoder.final_conv.bias"], state["decoder.final_conv.bias"])
 
 
 def test_import_tool_writes_a_vissl_checkpoint(tmp_path, capsys):

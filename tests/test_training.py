@@ -38,6 +38,7 @@ def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant)
         *extra,
         *CPU_OVERRIDES,
         f"config.DATA.TRAIN.DATA_PATHS=[{data_root / path}]",
+        *(["config.DATA.TRAIN.HOLD_OUT=5"] if dataset != "imagenet" else []),  # of the 20 / 4 fake images
         "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=2",
         "config.DATA.TRAIN.DATA_LIMIT=2",
         "config.OPTIMIZER.num_epochs=1",
@@ -70,3 +71,45 @@ def test_quickstart_runs_end_to_end_and_checkpoints(tmp_path):
     assert (tmp_path / "model_phase0.torch").exists()
     assert (tmp_path / "model_final_checkpoint_phase1.torch").exists()
 
+
+
+def trunk_and_projection_bn(checkpoint_path):
+    model = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["classy_state_dict"]["base_model"]["model"]
+    return model["trunk"]["_feature_blocks.bn1.num_batches_tracked"].item(), model["heads"]["0.mlp.1.num_batches_tracked"].item()
+
+
+@pytest.mark.slow
+def test_original_image_pass_and_max_iterations(tmp_path):
+    """MODEL.AASAE.ORIGINAL_IMAGE_PASS (the reference): every step, one more train-mode pass of trunk
+    and projection on the original images, so every BatchNorm counts two batches per iteration;
+    the posterior metrics reuse it (no third pass).  AASAE.MAX_ITERATIONS=3 with 2 iterations per
+    epoch stops inside the second epoch, whose checkpoint is the final one."""
+    common = ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64", "config.LOG_FREQUENCY=1",
+              "config.AASAE.METRICS.POSTERIOR_FREQUENCY=1", "config.AASAE.METRICS.NUM_IMAGES=0",
+              "config.DATA.NUM_DATALOADER_WORKERS=0"]
+    on = tmp_path / "on"
+    out = run_launcher([*common, "config.OPTIMIZER.num_epochs=3", "config.AASAE.MAX_ITERATIONS=3",
+                        f"config.CHECKPOINT.DIR={on}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = [json.loads(line) for line in (on / "aasae_metrics.json").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    assert all("posterior_cos_sim_z" in r for r in records)
+    assert (on / "model_final_checkpoint_phase1.torch").exists() and not (on / "model_phase2.torch").exists()
+    assert trunk_and_projection_bn(on / "model_final_checkpoint_phase1.torch") == (6, 6)
+
+    off = tmp_path / "off"
+    out = run_launcher([*common, "config.OPTIMIZER.num_epochs=1", "config.MODEL.AASAE.ORIGINAL_IMAGE_PASS=False",
+                        f"config.CHECKPOINT.DIR={off}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    records = [json.loads(line) for line in (off / "aasae_metrics.json").read_text().splitlines()]
+    assert len(records) == 2 and all("posterior_cos_sim_z" in r for r in records)
+    # the metrics' own pass leaves the statistics as they were
+    assert trunk_and_projection_bn(off / "model_final_checkpoint_phase0.torch") == (2, 2)
+
+
+def test_max_iterations_beyond_num_epochs_is_refused(tmp_path):
+    out = run_launcher(["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64", *CPU_OVERRIDES,
+                        "config.OPTIMIZER.num_epochs=1", "config.AASAE.MAX_ITERATIONS=5",
+                        f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path)
+    assert out.returncode != 0
+    assert "AASAE.MAX_ITERATIONS=5 needs 3 epochs of 2 iterations" in out.stdout + out.stderr

@@ -22,7 +22,7 @@ from vissl_aasae.hooks.aasae_metrics_settings import metrics_settings
 from vissl_aasae.launcher import compose
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 from vissl_aasae.visualize.images import grid_size, reconstruction_grid
-from vissl_aasae.visualize.posterior import batch_norm_stats_kept
+from vissl_aasae.models.posterior import batch_norm_stats_kept
 from vissl_aasae.visualize.progress import Progress
 from vissl_aasae.visualize.view_similarity import block_means
 

@@ -12,6 +12,11 @@
   (uint8, N x H x W or N x H x W x 3); ``DATA_PATHS: [embedded]`` is the Fashion-MNIST subset
   shipped with the plugin.
 
+``DATA.<SPLIT>.HOLD_OUT: N`` (default 0: use every image) leaves out the reference's validation
+images: its data modules split the training set with ``torch.utils.data.random_split`` (lengths
+``[n - N, N]``, generator seeded 42) and train on the first part (CIFAR-10: 45k of 50k, STL-10
+unlabeled: 95k of 100k, both N = 5000); :func:`hold_out_indices` draws the same permutation.
+
 Images come out as RGB PIL images (gray ones are replicated to 3 channels).  Labels, for the
 evaluations, are read with ``LABEL_SOURCES: [torchvision_dataset]`` (VISSL's name for "ask the
 data source's ``get_labels()``").
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 from vissl.data import DATASET_SOURCE_MAP, DATA_SOURCES_WITH_SUBSET_SUPPORT
 from vissl.data.dataset_catalog import VisslDatasetCatalog
@@ -110,6 +116,19 @@ def load_arrays(fmt: str, path: str, split: str) -> Tuple[np.ndarray, np.ndarray
     return read_npz(location, train)
 
 
+HOLD_OUT_SEED = 42  # the seed of the reference's random_split
+
+
+def hold_out_indices(n: int, hold_out: int) -> np.ndarray:
+    """Indices of the images kept for training when ``hold_out`` of ``n`` are left out, as the
+    reference's ``random_split(dataset, [n - hold_out, hold_out], generator seeded 42)`` keeps them
+    (in its order)."""
+    if hold_out == 0:
+        return np.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(HOLD_OUT_SEED)).numpy()
+    return order[: n - hold_out]
+
+
 class AASAEArrayDataset:
     """A VISSL data source over in-memory uint8 image arrays."""
 
@@ -120,6 +139,14 @@ class AASAEArrayDataset:
         self.images, self.labels = load_arrays(dataset_name, path, split)
         if len(self.images) == 0:
             raise ValueError(f"DATA_PATHS entry {path!r} ({dataset_name}, split {split}) holds no images")
+        key = f"DATA.{split.upper()}.HOLD_OUT"
+        hold_out = ((cfg or {}).get("DATA") or {}).get(split.upper(), {}).get("HOLD_OUT", 0) or 0
+        if isinstance(hold_out, bool) or not isinstance(hold_out, int) or not 0 <= hold_out < len(self.images):
+            raise ValueError(f"{key}={hold_out!r} must be an integer from 0 to {len(self.images) - 1} "
+                             f"({dataset_name} at {path!r} has {len(self.images)} {split} images)")
+        if hold_out:
+            keep = hold_out_indices(len(self.images), hold_out)
+            self.images, self.labels = self.images[keep], self.labels[keep]
 
     def num_samples(self) -> int:
         return len(self.images)

@@ -5,9 +5,11 @@
 - Every ``AASAE.METRICS.POSTERIOR_FREQUENCY`` iterations, and only then: the agreement of the
   augmented view's posterior ``q(z|x+)`` with the original image's ``q(z|x)``
   (``posterior_cos_sim_z``, ``posterior_cos_sim_mu``, ``posterior_kl``; see
-  :mod:`vissl_aasae.visualize.posterior`).  ``q(z|x)`` takes one extra no-grad pass of trunk +
-  projection head on the step's original images, run right after the training forward (same
-  weights), in the model's training mode, with the BatchNorm running statistics restored after it.
+  :mod:`vissl_aasae.models.posterior`).  ``q(z|x)`` comes from the pass ``aasae_task`` already made
+  on the step's original images when ``MODEL.AASAE.ORIGINAL_IMAGE_PASS`` is on (the reference's
+  behaviour); otherwise from one extra no-grad pass of trunk + projection head, run right after
+  the training forward (same weights), in the model's training mode, with the BatchNorm running
+  statistics restored after it.
 
 The primary rank writes each record as a log line (with progress: iterations done, rate, ETA), as
 one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` and, when VISSL's TensorBoard hook is on
@@ -26,7 +28,7 @@ from classy_vision.hooks import ClassyHook
 
 from vissl_aasae.hooks.aasae_metrics_settings import due, metrics_settings
 from vissl_aasae.models.heads.aasae_projection import Latent
-from vissl_aasae.visualize.posterior import encode, posterior_agreement
+from vissl_aasae.models.posterior import encode, posterior_agreement
 from vissl_aasae.visualize.progress import Progress
 
 TAG_PREFIX = "AASAE/"
@@ -67,7 +69,11 @@ class AASAEMetricsHook(ClassyHook):
         if not (isinstance(output, (list, tuple)) and len(output) == 5):
             return
         _, mu, log_var, z, _ = output
-        original = encode(task.base_model, task.last_batch.sample["target"])
+        made = getattr(task, "original_posterior", None)
+        if made is not None and made[0] == task.iteration:
+            original = made[1]
+        else:
+            original = encode(task.base_model, task.last_batch.sample["target"])
         self._posterior = (task.iteration, posterior_agreement(Latent(mu, log_var, z), original))
 
     def _reduced(self, task, parts) -> dict:

@@ -19,7 +19,7 @@ from classy_vision.hooks import ClassyHook
 
 from vissl_aasae.hooks.aasae_metrics_settings import due, metrics_settings
 from vissl_aasae.visualize.images import reconstruction_grid, save_grid
-from vissl_aasae.visualize.posterior import side_effect_free
+from vissl_aasae.models.posterior import side_effect_free
 
 IMAGE_TAG = "AASAE/reconstructions"
 FOLDER = "reconstructions"

@@ -19,15 +19,15 @@ authors (``state_dict``)                               this plugin
 =====================================================  ==============================================
 
 The encoder and projection map exactly or the import fails, listing the keys. The decoder maps
-exactly when both decoders have the same modules. One known difference: the authors' released
-decoder gives the first block of *every* stage a ``conv1x1`` shortcut, while this plugin's decoder
-leaves stage 1's shortcut as the identity when stage 1 does not resize (input height 32 with the
-CIFAR stem), so their ``decoder.layer1.0.upsample.1.{weight,bias}`` have no place here. The
-``decoder`` policy says what then happens: ``require`` (default) fails naming the keys,
-``if_compatible`` imports what fits exactly and keeps this model's freshly initialised decoder
-otherwise (a warning names the keys), ``skip`` never imports the decoder. Either way ``log_scale``
-is imported. Checkpoints of their earlier decoder with batch norm (``bn_linear``, ``bn1``...) or
-other heads (``projection.mu_bn``) are refused with the unexpected keys listed.
+exactly: this plugin's decoder has the reference's modules and shapes (stage widths 256/128/64/32
+x expansion x width, the first layers sized by the encoder's ``h_dim``, a resize + ``conv1x1``
+shortcut on the first block of every stage, stage 1 included, also where its resize is a no-op).
+Should a decoder still not fit (another latent size, a decoder of other widths), the ``decoder``
+policy says what happens: ``require`` (default) fails naming the keys, ``if_compatible`` imports
+the encoder and projection and keeps this model's freshly initialised decoder (a warning names the
+keys), ``skip`` never imports the decoder. Either way ``log_scale`` is imported. Checkpoints of
+their earlier decoder with batch norm (``bn_linear``, ``bn1``...) or other heads
+(``projection.mu_bn``) are refused with the unexpected keys listed.
 """
 import pickle
 import types

@@ -4,7 +4,8 @@ Keeping them in one scalar block (not inside ``MODEL.HEAD.PARAMS``, a list that 
 wholesale) lets mix-ins and command-line overrides change one value at a time::
 
     MODEL.AASAE: {LATENT_DIM: 128, NUM_SAMPLES: 1, INPUT_HEIGHT: 32, DECODER_DEPTH: null,
-                  LOG_SCALE: 0.0, LEARN_LOG_SCALE: False, DECODER_INIT: kaiming}
+                  LOG_SCALE: 0.0, LEARN_LOG_SCALE: False, DECODER_INIT: pytorch,
+                  ORIGINAL_IMAGE_PASS: True}
 """
 DEFAULTS = {
     "LATENT_DIM": 128,  # d
@@ -13,7 +14,10 @@ DEFAULTS = {
     "DECODER_DEPTH": None,  # 18|34|50; None: the trunk's depth
     "LOG_SCALE": 0.0,  # likelihood log-variance (initial value when learned)
     "LEARN_LOG_SCALE": False,
-    "DECODER_INIT": "kaiming",  # kaiming | pytorch (see resnet_decoder.DECODER_INITS)
+    "DECODER_INIT": "pytorch",  # pytorch (the reference) | kaiming (see resnet_decoder.DECODER_INITS)
+    # the reference's no-grad train-mode pass on the original images every step (BN statistics
+    # see them too); see vissl_aasae.trainer.aasae_task
+    "ORIGINAL_IMAGE_PASS": True,
 }
 
 

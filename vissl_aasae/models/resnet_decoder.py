@@ -1,20 +1,23 @@
 """The inverted ResNet decoder of AASAE (pure PyTorch; the VISSL head wraps it).
 
-No batch norm, every conv with bias, ReLU, nearest-neighbour upsampling:
-``Linear(d,h) -> ReLU -> Linear(h,h) -> ReLU``, reshape to ``(h/16, 4, 4)``, ``conv1x1(h/16 -> h)``,
-ReLU; four stages mirroring the encoder (reversed layer counts, widths 512/256/128/64 x block
-expansion x width multiplier) where stage 1 resizes to ``input_height / f`` and stages 2-4
-upsample x2 inside their first block (before conv1 in a basic block, after conv1 in a
-bottleneck; the shortcut of that first block is upsample + conv1x1); then x2 if the encoder had a max-pool,
-``conv3x3(-> 64)``, ReLU, x2 if the stem was not 3x3, ``conv3x3(64 -> 3)``.
+As the authors' decoder (``src/models/decoder.py`` of their AAVAE code): no batch norm, every conv
+with bias, ReLU, nearest-neighbour upsampling.  ``Linear(d,h) -> ReLU -> Linear(h,h) -> ReLU`` where
+``h`` is the **encoder's** feature dimension whatever the decoder's depth, reshape to
+``(h/16, 4, 4)``, ``conv1x1(h/16 -> h)``, ReLU; four stages with the decoder depth's block type and
+reversed layer counts, stage widths 256/128/64/32 x block expansion x width multiplier (the
+reference starts from 512 x width and halves before each stage); stage 1 resizes to
+``input_height / f`` and stages 2-4 upsample x2, inside the first block of each stage (before conv1
+in a basic block, after conv1 in a bottleneck), whose shortcut is always resize + conv1x1; then x2
+if the encoder had a max-pool, ``conv3x3(-> 64)``, ReLU, x2 if the stem was not 3x3,
+``conv3x3(64 -> 3)``.
 
-Initialisation (not part of the method; ``init`` / ``MODEL.AASAE.DECODER_INIT``):
-- ``kaiming`` (default): He-normal weights (fan-in, ReLU gain) and zero biases for every conv and
-  linear layer, and the last conv of each residual branch zeroed, so that every block starts as its
-  shortcut.  Without batch norm, PyTorch's default init shrinks the signal ~3x per layer: the
-  ResNet-18 decoder's output starts ~0.005 wide, nearly independent of ``z``, and Adam spends
-  its first hundreds of steps on the mean image (measured in tests/test_models.py).
-- ``pytorch``: PyTorch's default init, as the authors' code (for exact reference behaviour).
+Initialisation (``init`` / ``MODEL.AASAE.DECODER_INIT``):
+- ``pytorch`` (default): PyTorch's default init, as the authors' code (they tried Kaiming init in
+  the decoder and removed it); the published numbers come from it.
+- ``kaiming``: He-normal weights (fan-in, ReLU gain) and zero biases for every conv and linear
+  layer, and the last conv of each residual branch zeroed, so that every block starts as its
+  shortcut.  Without batch norm, PyTorch's default init shrinks the signal at every layer, so the
+  output starts narrow and nearly independent of ``z`` (measured in tests/test_models.py).
 """
 import torch
 import torch.nn as nn
@@ -87,7 +90,7 @@ class UpBottleneck(nn.Module):
         return F.relu(out + identity, inplace=True)
 
 
-DECODER_INITS = ("kaiming", "pytorch")
+DECODER_INITS = ("pytorch", "kaiming")
 
 
 def init_decoder(decoder: nn.Module, scheme: str) -> None:
@@ -121,7 +124,11 @@ def check_input_height(stem: str, input_height: int) -> None:
 
 
 class ResNetDecoder(nn.Module):
-    def __init__(self, spec: ResNetSpec, latent_dim: int, input_height: int, init: str = "kaiming"):
+    """``spec``: the decoder's depth, the encoder's width multiplier and stem; ``h_dim``: the
+    encoder's feature dimension (default: that of ``spec``, i.e. a decoder mirroring its encoder)."""
+
+    def __init__(self, spec: ResNetSpec, latent_dim: int, input_height: int, h_dim: int = None,
+                 init: str = "pytorch"):
         super().__init__()
         check_input_height(spec.stem, input_height)
         kernel, _, maxpool = STEMS[spec.stem]
@@ -130,7 +137,9 @@ class ResNetDecoder(nn.Module):
         self.upsample_maxpool = maxpool
         self.upsample_stem = kernel != 3
         block = UpBasicBlock if spec.block is BasicBlock else UpBottleneck
-        h = spec.feature_dim
+        h = spec.feature_dim if h_dim is None else int(h_dim)
+        if h < 16 or h % 16:
+            raise ValueError(f"the decoder reshapes h={h} to (h/16, 4, 4): h must be a positive multiple of 16")
         self.h = h
         self.linear = nn.Sequential(
             nn.Linear(latent_dim, h), nn.ReLU(inplace=True), nn.Linear(h, h), nn.ReLU(inplace=True)
@@ -139,8 +148,7 @@ class ResNetDecoder(nn.Module):
         size = 4
         inplanes = h
         stages = []
-        for i, n_blocks in enumerate(reversed(spec.layers)):
-            planes = (512 >> i) * spec.width_multiplier
+        for i, (n_blocks, planes) in enumerate(zip(reversed(spec.layers), spec.decoder_planes)):
             if i == 0:
                 # resize to input_height / f, also when that is the 4x4 we start from (the
                 # reference keeps this no-op resize and its shortcut conv in every stage)

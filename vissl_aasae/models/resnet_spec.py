@@ -9,7 +9,8 @@ DEPTHS = {
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
 }
-WIDTH_MULTIPLIERS = (1, 2, 4)
+# below 1: narrow CPU-scale models (stages 64m/128m/256m/512m x expansion); 2 and 4: ResNet-50w2/w4
+WIDTH_MULTIPLIERS = (0.125, 0.25, 0.5, 1, 2, 4)
 
 # stem name -> (first conv kernel size, stride, has max-pool); the paper's three stems
 STEMS = {
@@ -19,17 +20,27 @@ STEMS = {
 }
 
 
+def normalise_width(value):
+    """A width multiplier as written in a config (1, 2.0, 0.25, "0.25") -> int when whole, else float."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    return int(number) if number.is_integer() else number
+
+
 @dataclass(frozen=True)
 class ResNetSpec:
     depth: int
-    width_multiplier: int
+    width_multiplier: float  # int when whole (1, 2, 4)
     stem: str
 
     def __post_init__(self):
+        object.__setattr__(self, "width_multiplier", normalise_width(self.width_multiplier))
         check_choice("DEPTH", self.depth, tuple(DEPTHS))
         check_choice("WIDTH_MULTIPLIER", self.width_multiplier, WIDTH_MULTIPLIERS)
         check_choice("STEM", self.stem, tuple(STEMS))
-        if self.width_multiplier != 1 and self.depth != 50:
+        if self.width_multiplier > 1 and self.depth != 50:
             raise ValueError(
                 f"WIDTH_MULTIPLIER={self.width_multiplier} is defined for DEPTH=50 only "
                 f"(ResNet-50w2/w4), got DEPTH={self.depth}"
@@ -45,7 +56,14 @@ class ResNetSpec:
 
     @property
     def base_width(self) -> int:
-        return 64 * self.width_multiplier
+        """Channels of the stem and of the first stage's blocks (64 x width multiplier)."""
+        return int(64 * self.width_multiplier)
+
+    @property
+    def decoder_planes(self):
+        """The reference decoder's stage widths (before the block expansion): it starts from
+        512 x width and halves *before* each stage, so 256, 128, 64, 32 (x width multiplier)."""
+        return tuple((4 * self.base_width) >> i for i in range(4))
 
     @property
     def feature_dim(self) -> int:

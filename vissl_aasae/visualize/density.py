@@ -24,7 +24,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
-from vissl_aasae.visualize.posterior import projection_head
+from vissl_aasae.models.posterior import projection_head
 from vissl_aasae.visualize.progress import Progress
 
 

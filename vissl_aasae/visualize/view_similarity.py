@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vissl_aasae.visualize.posterior import projection_head
+from vissl_aasae.models.posterior import projection_head
 from vissl_aasae.visualize.progress import Progress
 
 REPRESENTATIONS = ("h", "mu")

@@ -7,7 +7,7 @@ LEARN_LOG_SCALE):
 - ``depth``: decoder depth 18|34|50 (default: the trunk's); stem and width always follow the trunk.
 - ``log_scale``: initial (learned) or fixed value of the Gaussian likelihood's log-variance.
 - ``learn_log_scale``: learn ``log_scale`` (it then is a model parameter the optimizer sees).
-- ``init``: decoder initialisation, ``kaiming`` (default) or ``pytorch`` (the authors'); see
+- ``init``: decoder initialisation, ``pytorch`` (default, the authors') or ``kaiming``; see
   :mod:`vissl_aasae.models.resnet_decoder`.
 
 Output (a list, as VISSL's NaN check wants): ``[x_hat (k,B,C,H,W), mu, log_var, z (k,B,d), log_scale]``.
@@ -36,7 +36,7 @@ class AASAEResNetDecoderHead(nn.Module):
         log_scale: float = None,
         learn_log_scale: bool = None,
         stem: str = None,
-        width_multiplier: int = None,
+        width_multiplier: float = None,
         init: str = None,
     ):
         super().__init__()
@@ -68,7 +68,8 @@ class AASAEResNetDecoderHead(nn.Module):
         if init not in DECODER_INITS:
             raise ValueError(f"MODEL.AASAE.DECODER_INIT={init!r} is not one of {list(DECODER_INITS)}")
         try:
-            self.decoder = ResNetDecoder(spec, latent_dim, int(input_height), init=init)
+            # the first layers are sized by the encoder's h, whatever the decoder's depth (as the reference)
+            self.decoder = ResNetDecoder(spec, latent_dim, int(input_height), h_dim=trunk.feature_dim, init=init)
         except ValueError as err:
             raise ValueError(f"MODEL.AASAE.INPUT_HEIGHT: {err}") from None
         value = torch.tensor([float(log_scale)])

@@ -6,7 +6,8 @@ torchvision names inside each block), so the weights export to torchvision and D
 by renaming, and VISSL's feature-evaluation machinery (``res2``..``res5``, ``res5avg``) works.
 
 Config: ``MODEL.TRUNK.NAME: aasae_resnet`` with ``MODEL.TRUNK.AASAE_RESNET``:
-``DEPTH`` (18|34|50), ``WIDTH_MULTIPLIER`` (1|2|4, 2 and 4 for depth 50), ``STEM``
+``DEPTH`` (18|34|50), ``WIDTH_MULTIPLIER`` (0.125|0.25|0.5 for narrow CPU-scale models,
+1, 2|4 for depth 50), ``STEM``
 (cifar|stl10|imagenet), ``ZERO_INIT_RESIDUAL`` (bool).
 """
 from collections import OrderedDict
@@ -39,7 +40,7 @@ def spec_from_config(model_config) -> ResNetSpec:
     try:
         return ResNetSpec(
             depth=int(params["DEPTH"]),
-            width_multiplier=int(params.get("WIDTH_MULTIPLIER", 1)),
+            width_multiplier=params.get("WIDTH_MULTIPLIER", 1),
             stem=str(params["STEM"]),
         )
     except ValueError as err:

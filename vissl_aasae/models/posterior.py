@@ -9,9 +9,15 @@ For ``q(z|x+) = N(mu+, std+^2)`` (the encoder on the augmented view, as trained)
 - ``posterior_kl``: ``KL(q(z|x+) || q(z|x))``, analytic, summed over latent dims, batch mean
   (stochastic heads only).
 
-The original image's posterior needs one extra encoder pass (trunk + projection head, no decoder),
-run by :func:`encode` without gradients, without moving the BatchNorm running statistics and
-without consuming random numbers (:func:`side_effect_free`), so that training is unchanged by it.
+The original image's posterior needs one extra encoder pass (trunk + projection head, no decoder):
+:func:`posterior_of` runs it.  Two uses:
+
+- the reference's behaviour (``MODEL.AASAE.ORIGINAL_IMAGE_PASS``, run by ``aasae_task`` before each
+  training forward): no gradients, in train mode, so the BatchNorm running statistics see the
+  original images as well as the views, as in the authors' code;
+- inspection only (the metrics hook when that switch is off, tools): :func:`encode`, run
+  without gradients, without moving the BatchNorm running statistics and without consuming random
+  numbers (:func:`side_effect_free`), so that training is unchanged by it.
 """
 import contextlib
 from typing import Dict
@@ -63,10 +69,10 @@ def projection_head(base_model: nn.Module) -> nn.Module:
     return heads[0]
 
 
-def encode(base_model: nn.Module, images: torch.Tensor) -> Latent:
-    """The posterior of ``images`` (trunk + projection head), run :func:`side_effect_free`,
-    in the model's current train/eval mode."""
-    with side_effect_free(base_model, images.device):
+def posterior_of(base_model: nn.Module, images: torch.Tensor) -> Latent:
+    """The posterior of ``images``: trunk + projection head of a VISSL model, in its current
+    train/eval mode (in train mode the BatchNorm running statistics move), without gradients."""
+    with torch.no_grad():
         feats = base_model.trunk(images, [])  # [] = the last feature (flatten)
         h = feats[0] if isinstance(feats, (list, tuple)) else feats
         latent = projection_head(base_model)(h)
@@ -76,6 +82,12 @@ def encode(base_model: nn.Module, images: torch.Tensor) -> Latent:
             f"aasae_deterministic_projection (got a {type(latent).__name__} output)"
         )
     return latent
+
+
+def encode(base_model: nn.Module, images: torch.Tensor) -> Latent:
+    """:func:`posterior_of` run :func:`side_effect_free`: training is unchanged by it."""
+    with side_effect_free(base_model, images.device):
+        return posterior_of(base_model, images)
 
 
 def gaussian_kl(mu_p: torch.Tensor, std_p: torch.Tensor, mu_q: torch.Tensor, std_q: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,398 @@
+#!/usr/bin/env python
+"""Learning curves of AE, AAAE, VAE and AASAE on full Fashion-MNIST: the paper's Table 1 at CPU scale.
+
+    python benchmarks/fashion_mnist_study.py --out runs/study                        # the whole study
+    python benchmarks/fashion_mnist_study.py --out runs/study --runs aasae:0,ae:0   # some runs only
+    python benchmarks/fashion_mnist_study.py --out runs/study --report-only          # tables + plot
+
+One command, resumable: it skips what is done (a run's epochs already evaluated, finished runs,
+the baselines) and continues what is not (a killed pretraining resumes from its last epoch's
+checkpoint through VISSL's auto-resume); results go to ``--results`` (JSON) as they come.
+
+The model (``+config/pretrain/aasae/models=resnet18_w0.25``): ResNet-18 at a quarter of the width
+(stages 16/32/64/128, h = 128) with the CIFAR stem at 32 px, its decoder narrowed alike, latent
+d = 64, PyTorch's default decoder init and the reference's original-image pass (the paper configs'
+choices).  Pretraining: ``--train-images`` (20k) Fashion-MNIST training images (a fixed random
+subset, labels unused) through VISSL's launcher, batch 128, Adam at a constant 1e-3, the
+quickstart's augmentations (crops of 30-100 % of the area, flips, brightness/contrast jitter),
+fixed log-scale 0; only the variant mix-in (and the seed) differ between runs.
+
+After epochs 1-6, then every ``--eval-every`` (3) epochs and after the last, the encoder's ``h`` is evaluated (eval-mode BatchNorm, the test transform):
+linear top-1 (logistic regression on standardised features, L-BFGS, fitted on ``--fit`` (10k)
+training images) and kNN top-1 (k = 20, cosine, the same 10k as memory), both on all 10k test
+images, and low-label linear probes with 10 and 100 labelled images per class (drawn from the 10k,
+``--draws`` draws averaged).  At a run's last epoch also augmentation robustness: the same probe
+(fitted on clean training features) scored on one augmented view (the ``augmented`` transform) of
+every test image.  Baselines: the random-init trunk (same evaluation) and raw pixels (linear, kNN,
+low-label on the normalised 3x32x32 images).
+
+The run order is ``--runs``: AASAE and AE first (``--epochs``), then VAE and AAAE, then seeds 1 and
+2 of AASAE and of AE.  ``--report-only`` writes ``--figure`` (accuracy vs epoch) and prints the tables.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "tools" / "run_distributed_engines.py"
+DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+DEFAULT_RUNS = "aasae:0,ae:0,vae:0,aaae:0,aasae:1,aasae:2,ae:1,ae:2"
+VARIANTS = ("ae", "aaae", "vae", "aasae")
+LOW_LABEL = (10, 100)  # labelled images per class
+PROBE = {"SOLVER": "lbfgs", "C": 1.0, "MAX_ITER": 500, "STANDARDIZE": True}
+MODEL = ["+config/pretrain/aasae/models=resnet18_w0.25", "config.MODEL.AASAE.LATENT_DIM=64"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for the runs' checkpoints and logs")
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX .gz files (default %(default)s)")
+    p.add_argument("--results", default=str(ROOT / "docs" / "results" / "fashion_mnist_study.json"),
+                   help="JSON of every number (default %(default)s)")
+    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "fashion_mnist_curves.png"),
+                   help="accuracy-vs-epoch plot (default %(default)s)")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help="variant:seed pairs, in order (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=30, help="pretraining epochs per run (default %(default)s)")
+    p.add_argument("--train-images", type=int, default=20000, help="pretraining images (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="pretraining batch (default %(default)s)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, constant (default %(default)s)")
+    p.add_argument("--fit", type=int, default=10000, help="training images that fit the probes (default %(default)s)")
+    p.add_argument("--draws", type=int, default=3, help="draws of the low-label subsets (default %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="pretraining DataLoader workers (default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=3,
+                   help="evaluate epochs 1-6, then every N-th and the last (default %(default)s)")
+    p.add_argument("--report-only", action="store_true", help="only write the figure and print the tables")
+    args = p.parse_args(argv)
+    if not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
+        p.error(f"--data {args.data}: no train-images-idx3-ubyte.gz there (apt install dataset-fashion-mnist)")
+    runs = []
+    for item in args.runs.split(","):
+        variant, _, seed = item.partition(":")
+        if variant not in VARIANTS or not seed.isdigit():
+            p.error(f"--runs {item!r}: expected variant:seed with variant in {list(VARIANTS)}")
+        runs.append((variant, int(seed)))
+    args.runs = runs
+    return args
+
+
+# --------------------------------------------------------------------------- results file
+class Results:
+    """The study's JSON: written after every evaluation (atomically), read back on a restart."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+        self.data.setdefault("runs", {})
+        self.data.setdefault("baselines", {})
+        self.data["settings"] = settings
+
+    def run(self, name: str) -> dict:
+        return self.data["runs"].setdefault(name, {"epochs": {}})
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+# --------------------------------------------------------------------------- evaluation
+class Evaluator:
+    """Features of a trunk (random init or a checkpoint) and every probe of the study."""
+
+    def __init__(self, args):
+        import torch
+
+        import vissl_aasae  # noqa: F401  (registrations)
+        from vissl_aasae.launcher import compose
+
+        torch.set_num_threads(1)  # leave the other core to the pretraining running beside it
+        self.args = args
+        data = [f"config.DATA.{split}.{key}" for split in ("TRAIN", "TEST") for key in ("DATASET_NAMES", "DATA_PATHS")]
+        overrides = ["config=benchmark/aasae/knn/quickstart", *MODEL[:1],
+                     f"{data[0]}=[fashion_mnist]", f"{data[1]}=[{args.data}]", f"{data[2]}=[fashion_mnist]",
+                     f"{data[3]}=[{args.data}]", f"config.DATA.TRAIN.DATA_LIMIT={args.fit}",
+                     f"config.CHECKPOINT.DIR={Path(args.out) / 'eval'}"]
+        _, self.config = compose(overrides)
+        _, pretrain = compose(["config=pretrain/aasae/quickstart"])
+        self.augmented = [dict(t) for t in pretrain.DATA.TRAIN.TRANSFORMS[0]["augmented"]]
+        self._labels = {}
+
+    def _features(self, model, split: str, augmented: bool = False):
+        import torch
+
+        from vissl_aasae.evaluation.features import extract_features, split_loader, trunk_feature_name
+
+        config = self.config
+        original = config.DATA.TEST.TRANSFORMS
+        if augmented:
+            config.DATA.TEST.TRANSFORMS = self.augmented
+        try:
+            torch.manual_seed(0), random.seed(0), np.random.seed(0)  # the same augmented views every time
+            loader = split_loader(config, split, num_workers=0)
+            return extract_features(model, loader, trunk_feature_name(config), torch.device("cpu"))
+        finally:
+            config.DATA.TEST.TRANSFORMS = original
+
+    def pixels(self):
+        import torch
+
+        from vissl_aasae.evaluation.features import split_loader
+
+        def split(name):
+            xs, ys = zip(*[(images.flatten(1), labels) for images, labels in split_loader(self.config, name, num_workers=0)])
+            return torch.cat(xs), torch.cat(ys)
+
+        return (*split("TRAIN"), *split("TEST"))
+
+    def model(self, checkpoint=None):
+        from vissl_aasae.evaluation.frozen_trunk import build_eval_model
+
+        self.config.MODEL.WEIGHTS_INIT.PARAMS_FILE = str(checkpoint) if checkpoint else ""
+        return build_eval_model(self.config, random_init=checkpoint is None)
+
+    def evaluate(self, checkpoint=None, robustness=False) -> dict:
+        started = time.time()
+        model = self.model(checkpoint)
+        train_x, train_y = self._features(model, "TRAIN")
+        test_x, test_y = self._features(model, "TEST")
+        extra = {}
+        if robustness:
+            extra["aug_x"] = self._features(model, "TEST", augmented=True)[0]
+        result = probes(train_x, train_y, test_x, test_y, self.args.draws, **extra)
+        result["eval_seconds"] = round(time.time() - started, 1)
+        return result
+
+
+def probes(train_x, train_y, test_x, test_y, draws: int, aug_x=None) -> dict:
+    """Linear (L-BFGS logistic regression) and kNN on all of train/test, low-label linear probes."""
+    import torch
+
+    from vissl_aasae.evaluation.knn import knn_accuracy, topk_accuracy
+    from vissl_aasae.evaluation.linear_probe import probe_scores, train_linear_probe
+
+    classes = int(train_y.max()) + 1
+    classifier, mean, std = train_linear_probe(train_x, train_y, classes, PROBE)
+    result = {"linear_top1": topk_accuracy(probe_scores(classifier, mean, std, test_x), test_y)["top1"],
+              "knn_top1": knn_accuracy(train_x, train_y, test_x, test_y, k=20, temperature=0.07)["top1"],
+              "n_fit": int(len(train_y)), "n_test": int(len(test_y))}
+    if aug_x is not None:
+        result["linear_top1_augmented_test"] = topk_accuracy(probe_scores(classifier, mean, std, aug_x), test_y)["top1"]
+    for per_class in LOW_LABEL:
+        scores = []
+        for draw in range(draws):
+            g = torch.Generator().manual_seed(1000 * per_class + draw)
+            picked = torch.cat([idx[torch.randperm(len(idx), generator=g)[:per_class]]
+                                for idx in (torch.nonzero(train_y == c).flatten() for c in range(classes))])
+            clf, m, s = train_linear_probe(train_x[picked], train_y[picked], classes, PROBE)
+            scores.append(topk_accuracy(probe_scores(clf, m, s, test_x), test_y)["top1"])
+        result[f"linear_top1_{per_class}_per_class"] = float(np.mean(scores))
+        result[f"linear_top1_{per_class}_per_class_draws"] = scores
+    return result
+
+
+# --------------------------------------------------------------------------- pretraining
+def run_name(variant: str, seed: int) -> str:
+    return f"{variant}_s{seed}"
+
+
+def checkpoint_of_epoch(folder: Path, epoch: int, epochs: int):
+    """VISSL's file for the end of ``epoch`` (1-based): model_phase{e-1}, the last one model_final_checkpoint_phase{e-1}."""
+    name = f"model_final_checkpoint_phase{epoch - 1}.torch" if epoch == epochs else f"model_phase{epoch - 1}.torch"
+    path = folder / name
+    return path if path.exists() else None
+
+
+def pretrain_command(args, variant: str, seed: int, folder: Path):
+    return [sys.executable, str(LAUNCHER), "config=pretrain/aasae/quickstart", *MODEL,
+            f"+config/pretrain/aasae/variant={variant}",
+            "config.DATA.TRAIN.DATASET_NAMES=[fashion_mnist]", f"config.DATA.TRAIN.DATA_PATHS=[{args.data}]",
+            f"config.DATA.TRAIN.DATA_LIMIT={args.train_images}", "config.DATA.TRAIN.DATA_LIMIT_SAMPLING.SEED=0",
+            f"config.DATA.TRAIN.BATCHSIZE_PER_REPLICA={args.batch_size}", f"config.DATA.NUM_DATALOADER_WORKERS={args.workers}",
+            "config.OPTIMIZER.param_schedulers.lr.name=constant", f"config.OPTIMIZER.param_schedulers.lr.value={args.lr}",
+            f"config.OPTIMIZER.num_epochs={args.epochs}", f"config.SEED_VALUE={seed}",
+            "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1", "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=-1",
+            "config.LOG_FREQUENCY=50", "config.AASAE.METRICS.IMAGE_FREQUENCY=0", f"config.CHECKPOINT.DIR={folder}"]
+
+
+def epoch_metrics(folder: Path, epoch: int, per_epoch: int) -> dict:
+    """Means over the epoch's logged iterations of the training metrics (aasae_metrics.json)."""
+    path = folder / "aasae_metrics.json"
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if (epoch - 1) * per_epoch <= r["iteration"] < epoch * per_epoch]
+    keys = ("loss", "log_pxz", "kl", "posterior_cos_sim_z", "posterior_kl")
+    return {f"train_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
+
+
+def study_run(args, evaluator, results: Results, variant: str, seed: int) -> None:
+    name = run_name(variant, seed)
+    folder = Path(args.out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    record = results.run(name)
+    record.update({"variant": variant, "seed": seed, "target_epochs": args.epochs})
+    per_epoch = args.train_images // args.batch_size
+    final = checkpoint_of_epoch(folder, args.epochs, args.epochs)
+    process, log = None, None
+    if final is None:
+        log = open(folder / "pretrain.log", "a")
+        cmd = pretrain_command(args, variant, seed, folder)
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+        started = time.time()
+        print(f"{name}: pretraining {args.epochs} epochs (log {folder / 'pretrain.log'})", flush=True)
+    try:
+        while True:
+            for epoch in range(1, args.epochs + 1):
+                if not (epoch <= 6 or epoch % args.eval_every == 0 or epoch == args.epochs):
+                    continue
+                key = str(epoch)
+                ckpt = checkpoint_of_epoch(folder, epoch, args.epochs)
+                last = epoch == args.epochs
+                done = record["epochs"].get(key)
+                if ckpt is None or (done and (not last or "linear_top1_augmented_test" in done)):
+                    continue
+                result = evaluator.evaluate(ckpt, robustness=last)
+                result.update(epoch_metrics(folder, epoch, per_epoch))
+                result["checkpoint_time"] = os.path.getmtime(ckpt)
+                record["epochs"][key] = result
+                results.save()
+                print(f"{name} epoch {epoch}: linear {result['linear_top1']:.2f} knn {result['knn_top1']:.2f} "
+                      f"10/class {result['linear_top1_10_per_class']:.2f} 100/class {result['linear_top1_100_per_class']:.2f}",
+                      flush=True)
+            if process is None or process.poll() is not None:
+                break
+            time.sleep(10)
+        if process is not None:
+            if process.returncode != 0:
+                raise SystemExit(f"{name}: pretraining failed (exit {process.returncode}); see {folder / 'pretrain.log'}")
+            record["pretrain_seconds"] = record.get("pretrain_seconds", 0) + round(time.time() - started)
+        # the epochs' wall time, from the checkpoints' times (includes the evaluations running beside it)
+        times = [record["epochs"][str(e)]["checkpoint_time"] for e in range(1, args.epochs + 1) if str(e) in record["epochs"]]
+        if len(times) > 1:
+            record["seconds_per_epoch_median"] = float(np.median(np.diff(times)))
+        results.save()
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+        if log is not None:
+            log.close()
+
+
+def baselines(args, evaluator, results: Results) -> None:
+    base = results.data["baselines"]
+    if "random_init" not in base:
+        base["random_init"] = evaluator.evaluate(None, robustness=True)
+        results.save()
+    if "raw_pixels" not in base:
+        started = time.time()
+        base["raw_pixels"] = probes(*evaluator.pixels(), args.draws)
+        base["raw_pixels"]["eval_seconds"] = round(time.time() - started, 1)
+        results.save()
+
+
+# --------------------------------------------------------------------------- report
+METRICS = [("linear_top1", "linear top-1 (10k labels)"), ("knn_top1", "kNN top-1 (k=20)"),
+           ("linear_top1_100_per_class", "linear top-1, 100 labels/class"),
+           ("linear_top1_10_per_class", "linear top-1, 10 labels/class")]
+
+
+def final_epoch(record: dict):
+    epochs = [int(e) for e, r in record["epochs"].items() if "linear_top1_augmented_test" in r]
+    return max(epochs) if epochs else None
+
+
+def report(results: Results, figure: Path) -> str:
+    data = results.data
+    runs, base = data["runs"], data["baselines"]
+    lines = []
+    by_variant = {}
+    for name, record in sorted(runs.items()):
+        by_variant.setdefault(record["variant"], []).append(record)
+    lines += ["| model | seeds | epochs | " + " | ".join(label for _, label in METRICS) + " | augmented test (drop) |",
+              "|---|---|---|" + "---|" * (len(METRICS) + 1)]
+    for variant in ("aasae", "ae", "aaae", "vae"):
+        finished = [(r, final_epoch(r)) for r in by_variant.get(variant, []) if final_epoch(r)]
+        if not finished:
+            continue
+        epochs = {e for _, e in finished}
+        cells = []
+        for key, _ in METRICS:
+            values = [r["epochs"][str(e)][key] for r, e in finished]
+            cells.append(f"{np.mean(values):.2f}" + (f" [{min(values):.2f}-{max(values):.2f}]" if len(values) > 1 else ""))
+        aug = [r["epochs"][str(e)]["linear_top1_augmented_test"] for r, e in finished]
+        clean = [r["epochs"][str(e)]["linear_top1"] for r, e in finished]
+        cells.append(f"{np.mean(aug):.2f} ({np.mean(clean) - np.mean(aug):.2f})")
+        lines.append(f"| {variant.upper()} | {len(finished)} | {'/'.join(map(str, sorted(epochs)))} | " + " | ".join(cells) + " |")
+    for key, label in (("random_init", "random-init trunk"), ("raw_pixels", "raw pixels (3072-d)")):
+        if key in base:
+            r = base[key]
+            aug = f"{r['linear_top1_augmented_test']:.2f} ({r['linear_top1'] - r['linear_top1_augmented_test']:.2f})" \
+                if "linear_top1_augmented_test" in r else "-"
+            lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
+    plot(data, figure)
+    return "\n".join(lines)
+
+
+def plot(data: dict, figure: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"aasae": "tab:red", "ae": "tab:blue", "aaae": "tab:green", "vae": "tab:purple"}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
+    for ax, (key, label) in zip(axes.flat, METRICS):
+        for name, record in sorted(data["runs"].items()):
+            points = sorted((int(e), r[key]) for e, r in record["epochs"].items() if key in r)
+            if not points:
+                continue
+            x, y = zip(*points)
+            ax.plot(x, y, "-", marker="." if record["seed"] == 0 else None, color=colours[record["variant"]],
+                    alpha=1.0 if record["seed"] == 0 else 0.4, label=record["variant"].upper() if record["seed"] == 0 else None)
+        for base, style in (("random_init", ":"), ("raw_pixels", "--")):
+            if key in data["baselines"].get(base, {}):
+                ax.axhline(data["baselines"][base][key], color="gray", linestyle=style,
+                           label={"random_init": "random-init trunk", "raw_pixels": "raw pixels"}[base])
+        ax.set_title(label)
+        ax.set_xlabel("pretraining epoch")
+        ax.set_ylabel("top-1 %")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    settings = data.get("settings", {})
+    fig.suptitle(f"Fashion-MNIST, ResNet-18 x0.25 (h=128, d=64), {settings.get('train_images')} pretraining images, "
+                 f"batch {settings.get('batch_size')}; 10k test images (faint: other seeds)", fontsize=10)
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args.out = str(Path(args.out).resolve())
+    settings = {k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws")}
+    settings.update({"model": "resnet18_w0.25, cifar stem, 32 px, latent 64", "probe": PROBE, "knn": {"k": 20, "temperature": 0.07}})
+    results = Results(Path(args.results), settings)
+    if not args.report_only:
+        evaluator = Evaluator(args)
+        baselines(args, evaluator, results)
+        for variant, seed in args.runs:
+            study_run(args, evaluator, results, variant, seed)
+    print(report(results, Path(args.figure)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
