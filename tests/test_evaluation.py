@@ -100,6 +100,10 @@ def checkpoints(tmp_path_factory):
     }
 
 
+# linear/cifar10 evaluates pretrain/aasae/cifar10's ResNet-50; these tests' checkpoints are ResNet-18
+R18_CIFAR = ["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=18", "config.MODEL.HEAD.PARAMS=[[mlp,{dims:[512,10]}]]"]
+
+
 def eval_config(name, ckpt, *extra, ckpt_dir="/tmp/aasae_eval_unused"):
     return compose([f"config=benchmark/aasae/{name}", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={ckpt}",
                     f"config.CHECKPOINT.DIR={ckpt_dir}", *extra])[1]
@@ -107,7 +111,7 @@ def eval_config(name, ckpt, *extra, ckpt_dir="/tmp/aasae_eval_unused"):
 
 def test_trunk_is_loaded_exactly_and_pretraining_heads_are_not(checkpoints):
     saved = torch.load(checkpoints["cifar"], weights_only=False)["classy_state_dict"]["base_model"]["model"]
-    config = eval_config("linear/cifar10", checkpoints["cifar"])
+    config = eval_config("linear/cifar10", checkpoints["cifar"], *R18_CIFAR)
     model = build_eval_model(config)
     trunk = model.trunk.base_model.state_dict()  # frozen feature-extractor trunk
     assert set(trunk) == set(saved["trunk"])
@@ -136,10 +140,10 @@ def test_pretraining_head_with_the_evaluation_head_name_is_not_copied(tmp_path, 
     "name, extra, expected",
     [
         # ResNet-18 CIFAR checkpoint into a ResNet-34 trunk: VISSL alone would leave layer1.2... random
-        ("linear/cifar10", ["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=34"],
+        ("linear/cifar10", [*R18_CIFAR, "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=34"],
          ["96 trunk keys missing from the checkpoint: [_feature_blocks.layer1.2.bn1.bias,", "... (88 more)"]),
         # same depth, other stem: the first conv differs
-        ("linear/cifar10", ["config.MODEL.TRUNK.AASAE_RESNET.STEM=stl10"],
+        ("linear/cifar10", [*R18_CIFAR, "config.MODEL.TRUNK.AASAE_RESNET.STEM=stl10"],
          ["1 trunk keys with another shape",
           "_feature_blocks.conv1.weight (checkpoint [64, 3, 3, 3] vs model [64, 3, 7, 7])"]),
         # the STL-10 default trunk is a ResNet-50
@@ -160,14 +164,13 @@ def test_checkpoint_of_a_deeper_trunk_is_refused_naming_the_extra_keys(tmp_path)
     ckpt = save_vissl_checkpoint(pretrained_model("cifar10", depth=34), tmp_path / "rn34.torch")
     extra_keys = r"checkpoint trunk keys the model lacks: \[_feature_blocks\.layer1\.2\.bn1\.bias"
     with pytest.raises(ConfigError, match=extra_keys):
-        check_evaluation_config(eval_config("linear/cifar10", ckpt))
+        check_evaluation_config(eval_config("linear/cifar10", ckpt, *R18_CIFAR))
 
 
 @pytest.mark.parametrize(
     "name, pretrain, size, extra",
     [
-        ("linear/cifar10", "cifar10", 32, ["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=50",
-                                           "config.MODEL.HEAD.PARAMS=[[mlp,{dims:[2048,10]}]]"]),
+        ("linear/cifar10", "cifar10", 32, []),
         ("linear/stl10", "stl10", 96, []),
         ("linear/imagenet1k", "imagenet", 224, []),
         ("semi_supervised/imagenet1k_10percent", "imagenet", 224, []),
@@ -194,8 +197,8 @@ def test_resnet50_trunks_of_each_stem_load_and_classify(tmp_path, name, pretrain
 
 
 def test_head_size_must_match_the_trunk(checkpoints):
-    config = eval_config("linear/cifar10", checkpoints["cifar"], "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=50")
-    with pytest.raises(ConfigError, match=r"MODEL.HEAD.PARAMS\[0\] \(mlp\) dims\[0\]=512 but the trunk \(ResNet-50"):
+    config = eval_config("linear/cifar10", checkpoints["cifar"], "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=18")
+    with pytest.raises(ConfigError, match=r"MODEL.HEAD.PARAMS\[0\] \(mlp\) dims\[0\]=2048 but the trunk \(ResNet-18"):
         check_evaluation_config(config)
 
 
@@ -213,7 +216,7 @@ def test_cpu_runner_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
 def test_launcher_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
     out = run_launcher(
         ["config=benchmark/aasae/linear/cifar10", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoints['stl10']}",
-         *CPU_OVERRIDES, f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}", "config.DATA.TRAIN.DATA_PATHS=[embedded]",
+         *R18_CIFAR, *CPU_OVERRIDES, f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}", "config.DATA.TRAIN.DATA_PATHS=[embedded]",
          "config.DATA.TRAIN.DATASET_NAMES=[npz]", "config.DATA.TEST.DATA_PATHS=[embedded]",
          "config.DATA.TEST.DATASET_NAMES=[npz]"],
         cwd=tmp_path,
@@ -221,6 +224,50 @@ def test_launcher_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
     assert "error: MODEL.WEIGHTS_INIT.PARAMS_FILE=" in out.stderr
     assert "_feature_blocks.conv1.weight (checkpoint [64, 3, 7, 7] vs model [64, 3, 3, 3])" in out.stderr
+
+
+# every benchmark config and the pretraining config whose checkpoint it evaluates (its header says so)
+BENCHMARK_OF = {
+    "linear/cifar10": "cifar10", "knn/cifar10": "cifar10",
+    "linear/stl10": "stl10", "knn/stl10": "stl10",
+    "linear/imagenet1k": "imagenet", "knn/imagenet1k": "imagenet", "linear/places205": "imagenet",
+    "semi_supervised/imagenet1k_1percent": "imagenet", "semi_supervised/imagenet1k_10percent": "imagenet",
+    "knn/quickstart": "quickstart",
+}
+
+
+@pytest.fixture(scope="module")
+def default_checkpoints(tmp_path_factory):
+    """A checkpoint of each pretraining config exactly as it is (no override)."""
+    from vissl.models import build_model
+
+    root = tmp_path_factory.mktemp("default_ckpt")
+    made = {}
+    for pretrain in sorted(set(BENCHMARK_OF.values())):
+        _, config = compose([f"config=pretrain/aasae/{pretrain}", "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused"])
+        torch.manual_seed(2)
+        made[pretrain] = save_vissl_checkpoint(build_model(config.MODEL, config.OPTIMIZER), root / f"{pretrain}.torch")
+    return made
+
+
+def test_every_benchmark_config_is_listed():
+    listed = {p.relative_to(REPO / "configs/config/benchmark/aasae").with_suffix("").as_posix()
+              for p in (REPO / "configs/config/benchmark/aasae").glob("*/*.yaml") if p.name != "common.yaml"}
+    assert listed == set(BENCHMARK_OF)
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARK_OF))
+def test_benchmark_config_accepts_the_checkpoint_of_its_pretraining_config(default_checkpoints, name):
+    """As documented, without overrides: config=benchmark/aasae/<name> with the checkpoint that
+    config=pretrain/aasae/<its pretraining config> writes passes the launcher's check and loads."""
+    ckpt = default_checkpoints[BENCHMARK_OF[name]]
+    extra = ["config.DATA.TRAIN.LABEL_PATHS=[]"] if name.startswith("semi") else []
+    config = eval_config(name, ckpt, *extra)
+    check_evaluation_config(config)
+    model = build_eval_model(config)
+    saved = torch.load(ckpt, weights_only=False)["classy_state_dict"]["base_model"]["model"]["trunk"]
+    trunk = model.trunk.base_model if config.MODEL.FEATURE_EVAL_SETTINGS.EVAL_MODE_ON else model.trunk
+    assert torch.equal(trunk._feature_blocks.conv1.weight, saved["_feature_blocks.conv1.weight"])
 
 
 # --------------------------------------------------------------------------- protocol settings
