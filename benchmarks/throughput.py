@@ -8,7 +8,17 @@
              (dataset, transforms, sampler, collator, workers, pinned memory), iterated without a model;
 - ``plain``: a minimal plain-PyTorch loop (forward, loss, backward, Adam step) on the identical
              model and loss, built from the same config, on pre-made random tensors: the ceiling
-             for framework and data overhead.
+             for framework and data overhead (it makes the original-image pass when the config
+             asks for it, as the step does);
+- ``reference``: the authors' per-step work (their ``VAE.step`` + Lightning's Adam step) on the
+             identical model, on pre-made tensors: a no-grad encoder + projection pass on the
+             original image every step, posterior and prior as ``torch.distributions.Normal``,
+             ``rsample``, analytic KL through ``kl_divergence``, a sample of the original image's
+             posterior, ``KL(q || q_orig)``, cosine similarity, the decoder, the likelihood as
+             ``Normal(x_hat, scale).log_prob``, ``logsumexp`` log p(x) and bits/dim, a
+             ``make_grid`` of the reconstructions, ``log_scale.item()``, and ``torch.optim.Adam``
+             with PyTorch's defaults; no channels-last, no compile: "ours vs the reference's way"
+             on the same machine in one run (``step / reference``).
 
     python benchmarks/throughput.py --config pretrain/aasae/quickstart --batch-size 64 \\
         --device cpu --precision fp32 --iterations 8 --repeats 3 --json /tmp/quickstart.json
@@ -34,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-MODES = ("step", "data", "plain")
+MODES = ("step", "data", "plain", "reference")
 SIZE_TRANSFORMS = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "AASAERandomGaussianBlur")
 
 
@@ -50,7 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, help="DATA.TRAIN.BATCHSIZE_PER_REPLICA")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: AASAE.PERFORMANCE.BF16_AUTOCAST")
-    p.add_argument("--channels-last", action="store_true", help="AASAE.PERFORMANCE.CHANNELS_LAST")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="AASAE.PERFORMANCE.CHANNELS_LAST (default auto: the run's own decision)")
+    p.add_argument("--fused-optimizer", choices=("auto", "on", "off"), default="auto",
+                   help="AASAE.PERFORMANCE.FUSED_OPTIMIZER (default auto)")
     p.add_argument("--compile", action="store_true", help="AASAE.PERFORMANCE.COMPILE")
     p.add_argument("--workers", type=int, help="DATA.NUM_DATALOADER_WORKERS (default: the config's)")
     p.add_argument("--threads", type=int, help="torch threads of the training process (default: as the launcher, cores / ranks)")
@@ -59,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--iterations", type=int, default=8, help="timed iterations of step and plain")
     p.add_argument("--data-batches", type=int, help="timed batches of the data pipeline alone (default 4 x iterations)")
     p.add_argument("--repeats", type=int, default=1, help="fresh-process runs of each mode")
-    p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of step,data,plain")
+    p.add_argument("--modes", default="step,data,plain", help="comma-separated subset of step,data,plain,reference")
     p.add_argument("--fake-data", type=int, metavar="N", help="write N random images (at least as many as the run reads) in the config's data format and train on them")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--_child", choices=MODES, help=argparse.SUPPRESS)
@@ -81,6 +94,9 @@ def parse_args(argv=None):
     return args
 
 
+SWITCH = {"auto": "auto", "on": "True", "off": "False"}
+
+
 def hydra_overrides(args, num_samples: int, checkpoint_dir: str) -> List[str]:
     o = [f"config={args.config}"]
     if args.depth is not None:
@@ -99,7 +115,8 @@ def hydra_overrides(args, num_samples: int, checkpoint_dir: str) -> List[str]:
         "config.DISTRIBUTED.NUM_PROC_PER_NODE=1",
         "++config.TRAINER.TASK_NAME=aasae_task",
         f"++config.AASAE.PERFORMANCE.BF16_AUTOCAST={args.precision == 'bf16'}",
-        f"++config.AASAE.PERFORMANCE.CHANNELS_LAST={bool(args.channels_last)}",
+        f"++config.AASAE.PERFORMANCE.CHANNELS_LAST={SWITCH[args.channels_last]}",
+        f"++config.AASAE.PERFORMANCE.FUSED_OPTIMIZER={SWITCH[args.fused_optimizer]}",
         f"++config.AASAE.PERFORMANCE.COMPILE={bool(args.compile)}",
         f"config.DATA.TRAIN.DATA_LIMIT={num_samples}",
         "config.OPTIMIZER.num_epochs=1",
@@ -377,15 +394,19 @@ def run_plain(args, config, device) -> Dict:
     from classy_vision.losses import build_loss
     from vissl.models import build_model
 
+    from vissl_aasae.models.aasae_settings import aasae_setting
+    from vissl_aasae.models.posterior import posterior_of
     from vissl_aasae.trainer.aasae_performance import PerformanceSettings, apply_performance_settings
 
     threads = thread_count(args, config)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    settings = PerformanceSettings.from_config(config)
+    settings = PerformanceSettings.from_config(config).resolved(device, bool(config.MODEL.AMP_PARAMS.USE_AMP))
     model = apply_performance_settings(build_model(config.MODEL, config.OPTIMIZER), settings, device).to(device).train()
+    original_pass = bool(aasae_setting(config.MODEL, "ORIGINAL_IMAGE_PASS"))
     loss_fn = build_loss(config.LOSS).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas), weight_decay=config.OPTIMIZER.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas),
+                                 weight_decay=config.OPTIMIZER.weight_decay, fused=settings.fused_optimizer or None)
     batch, side = config.DATA.TRAIN.BATCHSIZE_PER_REPLICA, int(config.MODEL.AASAE.INPUT_HEIGHT)
     x = torch.randn(batch, 3, side, side, device=device)
     target = torch.randn(batch, 3, side, side, device=device)
@@ -396,6 +417,8 @@ def run_plain(args, config, device) -> Dict:
         sync(device)
         start, start_cpu, faults = time.perf_counter(), time.process_time(), minor_faults()
         optimizer.zero_grad()
+        if original_pass:  # as aasae_task: BN statistics see the original images too
+            posterior_of(model, target)
         output = model(x)
         loss = loss_fn(output[0] if len(output) == 1 else output, target)  # as VISSL's step unwraps it
         loss.backward()
@@ -408,6 +431,73 @@ def run_plain(args, config, device) -> Dict:
     if args.compile:
         out["compile_seconds_first_iteration"] = records[0]["seconds"]
     return out
+
+
+def run_reference(args, config, device) -> Dict:
+    """The authors' per-step work (see the module doc) on the model the config builds."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    import torchvision
+    from vissl.models import build_model
+
+    threads = thread_count(args, config)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(config.MODEL, config.OPTIMIZER).to(device).train()
+    trunk, projection, decoder_head = model.trunk, model.heads[0], model.heads[1]
+    log_scale = decoder_head.log_scale
+    kl_coeff = float(config.LOSS.aasae_loss.get("kl_coeff", 0.0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas),
+                                 weight_decay=config.OPTIMIZER.weight_decay)
+    batch, side = config.DATA.TRAIN.BATCHSIZE_PER_REPLICA, int(config.MODEL.AASAE.INPUT_HEIGHT)
+    x = torch.randn(batch, 3, side, side, device=device)
+    original = torch.randn(batch, 3, side, side, device=device)
+    normal = torch.distributions.Normal
+
+    def encode(images):
+        h = trunk(images, [])[0]
+        hidden = projection.mlp(h)
+        return projection.fc_mu(hidden), projection.fc_log_var(hidden)
+
+    def sample(mu, log_var):
+        std = torch.exp(log_var / 2.0) + 1e-6
+        p, q = normal(torch.zeros_like(mu), torch.ones_like(std)), normal(mu, std)
+        return p, q, q.rsample()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    records = []
+    for i in range(args.warmup + args.iterations):
+        sync(device)
+        start, start_cpu, faults = time.perf_counter(), time.process_time(), minor_faults()
+        with torch.no_grad():
+            mu_orig, log_var_orig = encode(original)
+        mu, log_var = encode(x)
+        p, q, z = sample(mu, log_var)
+        kl = torch.distributions.kl.kl_divergence(q, p).sum(-1)
+        log_pz, log_qz = p.log_prob(z).sum(-1), q.log_prob(z).sum(-1)
+        with torch.no_grad():
+            _, q_orig, z_orig = sample(mu_orig, log_var_orig)
+        kl_aug = torch.distributions.kl.kl_divergence(q, q_orig).sum(-1)
+        cos_sim = F.cosine_similarity(z_orig, z, dim=1, eps=1e-6)
+        x_hat = decoder_head.decoder(z)
+        log_pxz = normal(x_hat, torch.exp(log_scale / 2.0) + 1e-6).log_prob(original).sum(dim=(1, 2, 3))
+        grid = torchvision.utils.make_grid(x_hat)  # noqa: F841  (built every step by the reference)
+        elbo = (kl - log_pxz).mean()
+        loss = (kl_coeff * kl - log_pxz).mean()
+        log_px = torch.logsumexp((log_pxz + log_pz - log_qz).unsqueeze(1), dim=1).mean() - math.log(1)
+        bpd = -log_px / (3 * side * side * math.log(2))
+        logs = {"kl": kl.mean(), "elbo": elbo, "bpd": bpd, "cos_sim": cos_sim.mean(),  # noqa: F841
+                "kl_augmentation": kl_aug.mean(), "log_px": log_px, "log_scale": log_scale.item()}
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        sync(device)
+        records.append({"iteration": i, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - start_cpu,
+                        "minor_faults": minor_faults() - faults})
+    return summarize(records[args.warmup:], batch, threads=threads) | {"warmup_records": records[: args.warmup]}
 
 
 def summarize(records: List[Dict], batch: int, **extra) -> Dict:
@@ -446,6 +536,9 @@ def resolved_settings(config) -> Dict:
         "task": config.TRAINER.TASK_NAME,
         "train_step": config.TRAINER.TRAIN_STEP_NAME,
         "performance": dict(PerformanceSettings.from_config(config).__dict__),
+        "performance_resolved": dict(PerformanceSettings.from_config(config).resolved(
+            __import__("torch").device("cuda" if config.MACHINE.DEVICE == "gpu" else "cpu"),
+            bool(config.MODEL.AMP_PARAMS.USE_AMP)).__dict__),
     }
 
 
@@ -463,7 +556,8 @@ def child_main(args) -> None:
         workers = int(probe.DATA.NUM_DATALOADER_WORKERS)
         _, config = compose_config(args, samples_needed(args, args._child, batch, workers), os.path.join(tmp, "checkpoints"))
         load_before = os.getloadavg()
-        result = {"step": run_step, "data": run_data, "plain": run_plain}[args._child](args, config, device)
+        runner = {"step": run_step, "data": run_data, "plain": run_plain, "reference": run_reference}[args._child]
+        result = runner(args, config, device)
         result.update(peak_memory(device), load_average_before=load_before, load_average_after=os.getloadavg())
         result["resolved"] = resolved_settings(config)
     Path(args._out).write_text(json.dumps(result))
@@ -593,6 +687,11 @@ def main(argv=None) -> int:
         ratios["step / plain (best run)"] = results["step"]["images_per_s_max"] / results["plain"]["images_per_s_max"]
         ratios["step / plain (best iteration)"] = results["step"]["images_per_s_best_iteration"] / results["plain"]["images_per_s_best_iteration"]
         ratios["step / plain (img per CPU-s)"] = results["step"]["images_per_cpu_s"] / results["plain"]["images_per_cpu_s"]
+    if "step" in results and "reference" in results:
+        ratios["step / reference (img/s)"] = results["step"]["images_per_s"] / results["reference"]["images_per_s"]
+        ratios["step / reference (img per CPU-s)"] = results["step"]["images_per_cpu_s"] / results["reference"]["images_per_cpu_s"]
+    if "plain" in results and "reference" in results:
+        ratios["plain / reference (img/s)"] = results["plain"]["images_per_s"] / results["reference"]["images_per_s"]
     if "step" in results and "data" in results:
         ratios["data / step (img/s)"] = results["data"]["images_per_s"] / results["step"]["images_per_s"]
         ratios["data / step (best run)"] = results["data"]["images_per_s_max"] / results["step"]["images_per_s_max"]

@@ -29,10 +29,39 @@ def build(config):
     return build_model(config.MODEL, config.OPTIMIZER)
 
 
-def test_settings_default_off_and_read_from_config():
-    assert PerformanceSettings.from_config(quickstart()) == PerformanceSettings(False, False, False)
-    config = quickstart("++config.AASAE.PERFORMANCE.CHANNELS_LAST=true", "++config.AASAE.PERFORMANCE.BF16_AUTOCAST=true")
-    assert PerformanceSettings.from_config(config) == PerformanceSettings(bf16_autocast=True, channels_last=True)
+def test_settings_defaults_and_auto_decisions():
+    settings = PerformanceSettings.from_config(quickstart())
+    assert settings == PerformanceSettings(False, "auto", "auto", False)
+    cpu = settings.resolved(torch.device("cpu"))
+    assert (cpu.channels_last, cpu.fused_optimizer) == (True, True)  # torch >= 2.4 has a fused CPU Adam
+    cuda = settings.resolved(torch.device("cuda"))
+    assert cuda.channels_last is False and cuda.fused_optimizer is True
+    assert settings.resolved(torch.device("cuda"), mixed_precision=True).channels_last is True
+    config = quickstart("++config.AASAE.PERFORMANCE.CHANNELS_LAST=false", "++config.AASAE.PERFORMANCE.BF16_AUTOCAST=true")
+    overridden = PerformanceSettings.from_config(config)
+    assert overridden.resolved(torch.device("cpu")).channels_last is False
+    assert overridden.resolved(torch.device("cuda")).channels_last is False and overridden.bf16_autocast
+
+
+def test_fused_adam_reaches_the_same_parameters():
+    """FUSED_OPTIMIZER: the same Adam in one kernel; 5 steps on the quickstart model agree to 1e-5."""
+    from vissl_aasae.trainer.aasae_performance import use_fused_optimizer
+
+    torch.manual_seed(0)
+    a, b = build(quickstart()), build(quickstart())
+    b.load_state_dict(a.state_dict())
+    plain = torch.optim.Adam(a.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    fused = use_fused_optimizer(torch.optim.Adam(b.parameters(), lr=1e-3, betas=(0.9, 0.999)))
+    assert fused.param_groups[0]["fused"] is True and fused.param_groups[0]["lr"] == 1e-3
+    for step in range(5):
+        g = torch.Generator().manual_seed(step)
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            pa.grad = torch.randn(pa.shape, generator=g)
+            pb.grad = pa.grad.clone()
+        plain.step()
+        fused.step()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +106,8 @@ def test_bf16_autocast_covers_the_forward_only_and_keeps_the_likelihood_float32(
     fp32 = build(config).train()
     bf16 = build(config).train()
     bf16.load_state_dict(fp32.state_dict())
-    apply_performance_settings(bf16, PerformanceSettings(bf16_autocast=True), torch.device("cpu"))
+    apply_performance_settings(bf16, PerformanceSettings(bf16_autocast=True, channels_last=False, fused_optimizer=False),
+                               torch.device("cpu"))
     x, target = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
     out32, loss32 = forward_and_loss(fp32, x, target)
     out16, loss16 = forward_and_loss(bf16, x, target)
@@ -104,13 +134,14 @@ def test_autocast_region_closes_when_the_forward_raises():
 def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
     out = tmp_path / "throughput.json"
     cmd = [sys.executable, str(BENCHMARK), "--batch-size", "2", "--warmup", "1", "--iterations", "2",
-           "--data-batches", "3", "--workers", "0", "--metrics-frequency", "2", "--json", str(out)]
+           "--data-batches", "3", "--workers", "0", "--metrics-frequency", "2", "--modes", "step,data,plain,reference",
+           "--json", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
-    assert set(summary["results"]) == {"step", "data", "plain"}
+    assert set(summary["results"]) == {"step", "data", "plain", "reference"}
     assert summary["software"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
-    for mode, timed in (("step", 2), ("data", 3), ("plain", 2)):
+    for mode, timed in (("step", 2), ("data", 3), ("plain", 2), ("reference", 2)):
         result = summary["results"][mode]
         run = result["runs"][0]
         assert run["timed_iterations"] == timed == len(run["records"])
@@ -126,9 +157,14 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
     assert [r["iteration"] for r in step["records"]] == [1, 2]
     assert step["metrics"]["logged"]["iterations"] == [2]
     assert step["metrics"]["not_logged"]["iterations"] == [1]
-    # no encoder pass beyond the training forward on an iteration without metrics
-    assert step["metrics"]["not_logged"]["trunk_forwards"] == [1]
+    # the reference's original-image pass (the config's default) and the training forward, every
+    # iteration; the metrics reuse that pass (no third one where they log)
+    assert step["metrics"]["not_logged"]["trunk_forwards"] == [2]
+    assert step["metrics"]["logged"]["trunk_forwards"] == [2]
+    assert step["resolved"]["performance_resolved"]["channels_last"] is True
     ratios = summary["ratios"]
     assert ratios["step / plain (img/s)"] == pytest.approx(
         summary["results"]["step"]["images_per_s"] / summary["results"]["plain"]["images_per_s"])
-    assert "step" in proc.stdout and "plain" in proc.stdout  # the table
+    assert ratios["step / reference (img/s)"] == pytest.approx(
+        summary["results"]["step"]["images_per_s"] / summary["results"]["reference"]["images_per_s"])
+    assert "step" in proc.stdout and "plain" in proc.stdout and "reference" in proc.stdout  # the table

@@ -16,6 +16,9 @@ one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` and, when VISSL's Tenso
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), as scalars ``AASAE/<name>`` through its writer.
 At the end of training it prints one summary line: the mean loss of the first and of the last
 tenth of the iterations this run made (single-batch losses are too noisy to compare).
+
+No host synchronisation outside logging iterations: each step's loss stays a device tensor until
+the next logging iteration (or the end) reads them all at once.
 """
 import json
 import logging
@@ -48,6 +51,7 @@ class AASAEMetricsHook(ClassyHook):
         self.log_path = os.path.join(config.CHECKPOINT.DIR, "aasae_metrics.json")
         self.iterations = array("q")  # iteration and loss of every update this run made
         self.losses = array("d")
+        self._pending = []  # (iteration, loss tensor) not yet read to the host
         self.updates = 0
         self.progress = None
         self._posterior = None  # (iteration, metrics) computed in on_forward
@@ -83,11 +87,17 @@ class AASAEMetricsHook(ClassyHook):
         values = torch.stack([parts[n].detach().float().reshape(()) for n in names]).to(task.device)
         return dict(zip(names, all_reduce_mean(values).cpu().tolist()))
 
+    def _read_pending(self) -> None:
+        if self._pending:
+            values = torch.stack([loss.detach().float().reshape(()) for _, loss in self._pending]).cpu().tolist()
+            for (iteration, _), value in zip(self._pending, values):
+                self.iterations.append(iteration)
+                self.losses.append(value)
+            self._pending = []
+
     def on_update(self, task) -> None:
         iteration = task.iteration
-        loss = float(task.last_batch.loss)
-        self.iterations.append(iteration)
-        self.losses.append(loss)
+        self._pending.append((iteration, task.last_batch.loss))
         self.updates += 1
         if self.progress is None:
             self.progress = self._new_progress(task)
@@ -96,6 +106,8 @@ class AASAEMetricsHook(ClassyHook):
         self._posterior = None
         if not due(iteration, self.settings.log_frequency) and posterior is None:
             return
+        self._read_pending()
+        loss = self.losses[-1]
         parts = dict(getattr(task.loss, "last_metrics", None) or {})
         parts.update(posterior or {})
         metrics = self._reduced(task, parts)  # all ranks take part in the all-reduce
@@ -113,6 +125,7 @@ class AASAEMetricsHook(ClassyHook):
                 self.tb_writer.add_scalar(TAG_PREFIX + name, value, global_step=iteration)
 
     def on_end(self, task) -> None:
+        self._read_pending()
         if not is_primary():
             return
         if self.tb_writer is not None:

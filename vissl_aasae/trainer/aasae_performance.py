@@ -1,49 +1,91 @@
-"""``AASAE.PERFORMANCE``: speed switches that leave the method unchanged; every one is off by default.
+"""``AASAE.PERFORMANCE``: speed switches that leave the method unchanged.
 
     AASAE:
       PERFORMANCE:
-        BF16_AUTOCAST: False   # model forward under torch.autocast(bfloat16); the loss stays float32
-        CHANNELS_LAST: False   # parameters, buffers and activations in channels_last memory format
-        COMPILE: False         # torch.compile the trunk and each head (in place: same parameter names)
+        BF16_AUTOCAST: False     # model forward under torch.autocast(bfloat16); the loss stays float32
+        CHANNELS_LAST: auto      # NHWC parameters and activations; auto: on for CPU (measured faster,
+                                 # benchmarks/RESULTS.md), on for CUDA with mixed precision, else off
+        FUSED_OPTIMIZER: auto    # Adam/AdamW as one fused kernel (fused=True); auto: on where PyTorch
+                                 # has the kernel for the device (CPU and CUDA), else foreach/loop
+        COMPILE: False           # torch.compile the trunk and each head (in place: same parameter names)
 
-They are applied to the model when the task builds it (``aasae_task``), before it moves to the
-device and before DDP wraps it, so the optimizer, DDP's buckets and checkpoints see the final
-parameters.  Autocast covers the model's forward only: VISSL's train step computes the loss
-outside it, and ``aasae_loss`` casts ``x_hat`` and the target to float32, so the likelihood is
-float32; backward follows the forward's dtypes as usual; no gradient scaler is needed for bfloat16.
+``auto`` is decided at start-up for the run's device (:meth:`PerformanceSettings.resolved`) and the
+decision is logged; ``True``/``False`` override it.  The model switches are applied when the task
+builds the model (``aasae_task``), before it moves to the device and before DDP wraps it, so the
+optimizer, DDP's buckets and checkpoints see the final parameters; the fused optimizer when the
+task builds its optimizer.  Autocast covers the model's forward only: VISSL's train step computes
+the loss outside it, and ``aasae_loss`` casts ``x_hat`` and the target to float32, so the
+likelihood is float32; backward follows the forward's dtypes as usual; no gradient scaler is
+needed for bfloat16.  None of them changes what is computed beyond floating-point rounding:
+channels-last and fused Adam give the same parameters to ~1e-6 (tests/test_throughput.py).
 """
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from typing import Union
 
 import torch
 import torch.nn as nn
 
 SECTION = "AASAE.PERFORMANCE"
+AUTO = "auto"
+Switch = Union[bool, str]
 
 
 @dataclass(frozen=True)
 class PerformanceSettings:
     bf16_autocast: bool = False
-    channels_last: bool = False
+    channels_last: Switch = AUTO
+    fused_optimizer: Switch = AUTO
     compile: bool = False
 
     @classmethod
     def from_config(cls, config) -> "PerformanceSettings":
-        """Read ``config.AASAE.PERFORMANCE`` (absent = all off); unknown keys and non-booleans raise."""
+        """Read ``config.AASAE.PERFORMANCE`` (absent keys: the defaults); unknown keys and bad values raise."""
         section = (config.get("AASAE") or {}).get("PERFORMANCE") or {}
-        known = {f.name.upper(): f.name for f in fields(cls)}
+        known = {f.name.upper(): f for f in fields(cls)}
         values = {}
         for key, value in dict(section).items():
             if key not in known:
                 raise ValueError(f"{SECTION}.{key} is not a known switch; known: {sorted(known)}")
-            if not isinstance(value, bool):
-                raise ValueError(f"{SECTION}.{key}={value!r} must be True or False")
-            values[known[key]] = value
+            allows_auto = known[key].default == AUTO
+            if not (isinstance(value, bool) or (allows_auto and value == AUTO)):
+                raise ValueError(f"{SECTION}.{key}={value!r} must be True or False" + (" or auto" if allows_auto else ""))
+            values[known[key].name] = value
         return cls(**values)
+
+    def resolved(self, device: torch.device, mixed_precision: bool = False) -> "PerformanceSettings":
+        """``auto`` replaced by the decision for ``device`` (``mixed_precision``: VISSL's AMP is on)."""
+        mixed = mixed_precision or self.bf16_autocast
+        channels_last = self.channels_last
+        if channels_last == AUTO:
+            channels_last = device.type == "cpu" or (device.type == "cuda" and mixed)
+        fused = self.fused_optimizer
+        if fused == AUTO:
+            fused = fused_adam_supported(device)
+        return replace(self, channels_last=bool(channels_last), fused_optimizer=bool(fused))
 
     @property
     def any(self) -> bool:
-        return self.bf16_autocast or self.channels_last or self.compile
+        return bool(self.bf16_autocast or self.channels_last is True or self.compile)
+
+
+def fused_adam_supported(device: torch.device) -> bool:
+    """Whether this PyTorch has the fused Adam kernel for the device type."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        return device.type in _get_fused_kernels_supported_devices()
+    except ImportError:  # an older PyTorch: no fused kernels for CPU
+        return device.type == "cuda"
+
+
+def use_fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The same torch Adam/AdamW (param groups, hyper-parameters), rebuilt with ``fused=True``.
+    Called before any step (no state to carry); other optimizers are returned unchanged."""
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or optimizer.state:
+        return optimizer
+    groups = [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in optimizer.param_groups]
+    return type(optimizer)(groups, fused=True)
 
 
 class AutocastForward:
@@ -86,8 +128,10 @@ def _compile_targets(model: nn.Module):
 
 
 def apply_performance_settings(model: nn.Module, settings: PerformanceSettings, device: torch.device) -> nn.Module:
-    """Apply the switches to a freshly built model (in place) and return it."""
+    """Apply the model switches (``settings`` resolved for ``device``) to a freshly built model (in place)."""
     check_device(settings, device)
+    if AUTO in (settings.channels_last, settings.fused_optimizer):
+        raise ValueError(f"{SECTION}: resolve 'auto' for the device first (PerformanceSettings.resolved)")
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     if settings.compile:
@@ -95,6 +139,5 @@ def apply_performance_settings(model: nn.Module, settings: PerformanceSettings, 
             module.compile()
     if settings.bf16_autocast:
         AutocastForward(device.type).attach(model)
-    if settings.any:
-        logging.info(f"vissl_aasae: {SECTION} {settings} applied on {device.type}")
+    logging.info(f"vissl_aasae: {SECTION} on {device.type}: {settings}")
     return model

@@ -4,7 +4,8 @@ Everything is VISSL's task (data, optimizer, AMP grad scaler, meters, checkpoint
 standard train step that drives it).  Additions:
 
 - the model it builds gets the speed switches of :mod:`vissl_aasae.trainer.aasae_performance`
-  before it is moved to the device and wrapped by DDP;
+  (``auto`` decided for the run's device) before it is moved to the device and wrapped by DDP, and
+  its Adam the fused kernel where PyTorch has one;
 - ``MODEL.AASAE.ORIGINAL_IMAGE_PASS`` (the reference's behaviour): before each training forward,
   one no-grad pass of trunk + projection head on the step's *original* images, in train mode, so
   that the encoder's BatchNorm running statistics (which frozen evaluation uses) see the original
@@ -31,7 +32,11 @@ from vissl.trainer.train_task import SelfSupervisionTask
 from vissl_aasae.models.aasae_settings import aasae_setting
 from vissl_aasae.models.heads.aasae_projection import Latent
 from vissl_aasae.models.posterior import posterior_of
-from vissl_aasae.trainer.aasae_performance import PerformanceSettings, apply_performance_settings
+from vissl_aasae.trainer.aasae_performance import (
+    PerformanceSettings,
+    apply_performance_settings,
+    use_fused_optimizer,
+)
 
 
 class _TaskDataIterator:
@@ -98,6 +103,11 @@ class AASAETask(SelfSupervisionTask):
     def max_iteration(self, value):
         self._max_iteration = value if self.max_iterations is None or value < 0 else min(value, self.max_iterations)
 
+    def prepare_optimizer(self):
+        super().prepare_optimizer()
+        if self.performance.fused_optimizer is True:
+            self.optimizer.optimizer = use_fused_optimizer(self.optimizer.optimizer)
+
     def prepare(self, *args, **kwargs):
         result = super().prepare(*args, **kwargs)
         if self.max_iterations is not None and not self.config["TEST_ONLY"]:
@@ -125,6 +135,8 @@ class AASAETask(SelfSupervisionTask):
         del self._data_iterator
 
     def _build_model(self):
+        mixed = bool(self.config["MODEL"]["AMP_PARAMS"]["USE_AMP"])
+        self.performance = self.performance.resolved(self.device, mixed_precision=mixed)
         model = apply_performance_settings(super()._build_model(), self.performance, self.device)
         if self.original_image_pass:
             model.register_forward_pre_hook(self._original_image_pass)
