@@ -6,6 +6,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON=${PYTHON:-python3}
 VENV=.venv
+# Real images for the Fashion-MNIST study and tests (Debian package dataset-fashion-mnist, MIT):
+# installed when this machine can (root + apt), otherwise those tests skip and the study says how.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null; then
+  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } \
+    || echo "setup.sh: could not install dataset-fashion-mnist (the tests that need it will skip)"
+fi
 stamp_of() { cat requirements.txt setup.sh setup.py scripts/install_detectron2.sh | sha256sum | cut -d' ' -f1; }
 if [ -f "$VENV/.aasae-stamp" ] && [ "$(cat "$VENV/.aasae-stamp")" = "$(stamp_of)" ] \
    && "$VENV/bin/python" -c "import vissl_aasae, vissl, classy_vision, detectron2" 2>/dev/null; then

@@ -1,0 +1,63 @@
+"""benchmarks/fashion_mnist_study.py on a tiny budget: curves, baselines, robustness, report, resume.
+
+The data are Fashion-MNIST IDX files (the Debian package's format) holding real images of the
+embedded subset: 300 train images, 100 test images."""
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+from fake_data import write_fashion_mnist_idx
+
+HARNESS = REPO / "benchmarks" / "fashion_mnist_study.py"
+
+
+def harness(tmp_path, *extra):
+    cmd = [sys.executable, str(HARNESS), "--out", str(tmp_path / "out"), "--data", str(tmp_path / "fmnist"),
+           "--results", str(tmp_path / "study.json"), "--figure", str(tmp_path / "curves.png"),
+           "--epochs", "2", "--train-images", "64", "--batch-size", "32", "--fit", "200", "--draws", "1",
+           "--workers", "0", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1500)
+
+
+@pytest.mark.slow
+def test_study_curves_baselines_report_and_resume(tmp_path):
+    write_fashion_mnist_idx(tmp_path / "fmnist", n_train=300, n_test=100)
+    proc = harness(tmp_path, "--runs", "aasae:0,ae:0")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((tmp_path / "study.json").read_text())
+    assert set(data["runs"]) == {"aasae_s0", "ae_s0"}
+    for name, run in data["runs"].items():
+        assert sorted(run["epochs"], key=int) == ["1", "2"], name
+        for epoch, r in run["epochs"].items():
+            assert (r["n_fit"], r["n_test"]) == (200, 100)  # --fit images fit, the whole test split reported
+            for key in ("linear_top1", "knn_top1", "linear_top1_10_per_class", "linear_top1_100_per_class"):
+                assert 0 <= r[key] <= 100, (name, epoch, key)
+        # the training metrics of the epoch's logged iterations (LOG_FREQUENCY 50: iteration 0 here)
+        assert run["epochs"]["1"]["train_loss"] > 0 and "train_log_pxz" in run["epochs"]["1"]
+        # augmentation robustness at the last epoch only
+        assert "linear_top1_augmented_test" in run["epochs"]["2"] and "linear_top1_augmented_test" not in run["epochs"]["1"]
+        assert "AASAE summary: 4 iterations" in (tmp_path / "out" / name / "pretrain.log").read_text()
+    assert "train_posterior_cos_sim_z" in data["runs"]["aasae_s0"]["epochs"]["1"]
+    base = data["baselines"]
+    # real images: raw pixels and a random trunk are well above chance (10 %) with 200 labelled images
+    assert base["raw_pixels"]["linear_top1"] > 40 and base["random_init"]["linear_top1"] > 25
+    assert "linear_top1_augmented_test" in base["random_init"]
+    assert "| AASAE | 1 | 2 |" in proc.stdout and "| random-init trunk |" in proc.stdout
+    assert (tmp_path / "curves.png").stat().st_size > 10000
+
+    # a second call finds everything done: nothing is trained or evaluated again
+    log_before = (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text()
+    again = harness(tmp_path, "--runs", "aasae:0,ae:0")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text() == log_before
+    assert json.loads((tmp_path / "study.json").read_text())["runs"] == data["runs"]
+
+
+def test_bad_runs_are_refused_before_any_work(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").touch()
+    proc = subprocess.run([sys.executable, str(HARNESS), "--out", str(tmp_path / "out"), "--data", str(tmp_path),
+                           "--runs", "aasae:0,simclr:1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--runs 'simclr:1': expected variant:seed" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
