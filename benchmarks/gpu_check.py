@@ -89,7 +89,8 @@ def build(config, device, switches, dry_run):
     from classy_vision.losses import build_loss
     from vissl.models import build_model
 
-    from vissl_aasae.trainer.aasae_performance import PerformanceSettings, apply_performance_settings, fused_adam_supported
+    from vissl_aasae.settings import PerformanceSettings
+    from vissl_aasae.trainer.aasae_performance import apply_performance_settings, fused_adam_supported
 
     bf16, channels_last, compile_ = switches
     model = build_model(config.MODEL, config.OPTIMIZER)

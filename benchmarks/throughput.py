@@ -394,16 +394,16 @@ def run_plain(args, config, device) -> Dict:
     from classy_vision.losses import build_loss
     from vissl.models import build_model
 
-    from vissl_aasae.models.aasae_settings import aasae_setting
+    from vissl_aasae.settings import MethodSettings, PerformanceSettings
     from vissl_aasae.models.posterior import posterior_of
-    from vissl_aasae.trainer.aasae_performance import PerformanceSettings, apply_performance_settings
+    from vissl_aasae.trainer.aasae_performance import apply_performance_settings
 
     threads = thread_count(args, config)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     settings = PerformanceSettings.from_config(config).resolved(device, bool(config.MODEL.AMP_PARAMS.USE_AMP))
     model = apply_performance_settings(build_model(config.MODEL, config.OPTIMIZER), settings, device).to(device).train()
-    original_pass = bool(aasae_setting(config.MODEL, "ORIGINAL_IMAGE_PASS"))
+    original_pass = MethodSettings.from_config(config).original_image_pass
     loss_fn = build_loss(config.LOSS).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas),
                                  weight_decay=config.OPTIMIZER.weight_decay, fused=settings.fused_optimizer or None)
@@ -523,7 +523,7 @@ def summarize(records: List[Dict], batch: int, **extra) -> Dict:
 
 
 def resolved_settings(config) -> Dict:
-    from vissl_aasae.trainer.aasae_performance import PerformanceSettings
+    from vissl_aasae.settings import PerformanceSettings
 
     trunk = config.MODEL.TRUNK.AASAE_RESNET
     return {

@@ -187,7 +187,7 @@ def test_decoder_init_kaiming_starts_blocks_at_their_shortcut_and_keeps_the_sign
     with torch.no_grad():
         wide, narrow = kaiming(z).std().item(), reference(z).std().item()
     assert narrow < 0.05 and wide > 0.3 and wide > 20 * narrow, (wide, narrow)
-    with pytest.raises(ValueError, match=r"MODEL.AASAE.DECODER_INIT='xavier' is not one of \['pytorch', 'kaiming'\]"):
+    with pytest.raises(ValueError, match=r"MODEL.AASAE.DECODER_INIT='xavier' is not supported; allowed values: \['pytorch', 'kaiming'\]"):
         build(["config.MODEL.AASAE.DECODER_INIT=xavier"])
 
 
@@ -204,11 +204,15 @@ def test_fixed_log_scale_is_a_buffer_not_a_parameter():
         (["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=101"], r"DEPTH=101.*allowed values: \[18, 34, 50\]"),
         (["config.MODEL.TRUNK.AASAE_RESNET.STEM=tiny"], r"STEM='tiny'"),
         (["config.MODEL.AASAE.INPUT_HEIGHT=30"], r"INPUT_HEIGHT.*input_height=30"),
-        (["config.MODEL.AASAE.DECODER_DEPTH=20"], r"DECODER_DEPTH.*DEPTH=20"),
-        (["config.MODEL.AASAE.LATENT_DIM=0"], r"latent_dim=0"),
+        (["config.MODEL.AASAE.DECODER_DEPTH=20"], r"MODEL.AASAE.DECODER_DEPTH=20 is not supported; allowed values: \[18, 34, 50\]"),
+        (["config.MODEL.AASAE.LATENT_DIM=0"], r"MODEL.AASAE.LATENT_DIM=0 must be >= 1"),
+        (["config.MODEL.AASAE.LEARN_LOG_SCALE=1"], r"MODEL.AASAE.LEARN_LOG_SCALE=1 must be True or False"),
+        (["+config.MODEL.AASAE.LATENT=64"], r"MODEL.AASAE has unknown keys \['LATENT'\]"),
         (["config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER=2"], r"WIDTH_MULTIPLIER=2.*DEPTH=50"),
         (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{}],[aasae_resnet_decoder,{stem:imagenet}]]"],
-         r"stem='imagenet' does not match the trunk's 'cifar'"),
+         r"aasae_resnet_decoder parameters \['stem'\] in MODEL.HEAD.PARAMS are not supported"),
+        (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{latent_dim:64}],[aasae_resnet_decoder,{}]]"],
+         r"projection head parameters \['latent_dim'\] in MODEL.HEAD.PARAMS are not supported"),
         (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{in_dim:2048}],[aasae_resnet_decoder,{}]]"],
          r"in_dim=2048 does not match the trunk's feature dimension 512"),
     ],

@@ -14,7 +14,8 @@ from conftest import REPO
 
 import vissl_aasae.trainer  # noqa: F401  (registers aasae_task)
 from vissl_aasae.launcher import compose
-from vissl_aasae.trainer.aasae_performance import AutocastForward, PerformanceSettings, apply_performance_settings
+from vissl_aasae.settings import PerformanceSettings
+from vissl_aasae.trainer.aasae_performance import AutocastForward, apply_performance_settings
 
 BENCHMARK = REPO / "benchmarks" / "throughput.py"
 
@@ -67,7 +68,7 @@ def test_fused_adam_reaches_the_same_parameters():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("++config.AASAE.PERFORMANCE.CHANNEL_LAST=true", "AASAE.PERFORMANCE.CHANNEL_LAST is not a known switch"),
+        ("++config.AASAE.PERFORMANCE.CHANNEL_LAST=true", r"AASAE.PERFORMANCE has unknown keys \[.CHANNEL_LAST.\]"),
         ("++config.AASAE.PERFORMANCE.COMPILE=1", "AASAE.PERFORMANCE.COMPILE=1 must be True or False"),
     ],
 )

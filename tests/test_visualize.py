@@ -18,7 +18,7 @@ from torch.distributions import Normal, kl_divergence
 
 from conftest import REPO, run_launcher
 from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
-from vissl_aasae.hooks.aasae_metrics_settings import metrics_settings
+from vissl_aasae.settings import MetricsSettings
 from vissl_aasae.launcher import compose
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 from vissl_aasae.visualize.images import grid_size, reconstruction_grid
@@ -213,13 +213,13 @@ def test_batch_norm_stats_kept_restores_buffers(model_and_config):
 def test_metrics_settings_reject_bad_values():
     _, config = compose(["config=pretrain/aasae/quickstart", "config.CHECKPOINT.DIR=/tmp/aasae_test_unused"])
     config.LOG_FREQUENCY = 7
-    settings = metrics_settings(config)
+    settings = MetricsSettings.from_config(config)
     assert (settings.log_frequency, settings.posterior_frequency) == (7, 7)  # null: config.LOG_FREQUENCY
     config.AASAE.METRICS.POSTERIOR_FREQUENCY = 0
-    assert metrics_settings(config).posterior_frequency == 0  # 0: never
+    assert MetricsSettings.from_config(config).posterior_frequency == 0  # 0: never
     config.AASAE.METRICS.IMAGE_FREQUENCY = -2
     with pytest.raises(ValueError, match=r"AASAE.METRICS.IMAGE_FREQUENCY=-2"):
-        metrics_settings(config)
+        MetricsSettings.from_config(config)
 
 
 # ---------------------------------------------------------------- progress

@@ -9,9 +9,10 @@ registers every component with VISSL's and classy_vision's registries:
   data source ``aasae_array``; task ``aasae_task`` (VISSL's task + ``AASAE.PERFORMANCE``); the hook
   generator :func:`vissl_aasae.hooks.aasae_hook_generator`.
 """
-from vissl_aasae import compat
+from vissl_aasae import compat, settings
 
 compat.apply()
+settings.register_config_defaults()  # the defaults of every plugin key, for Hydra (see settings.py)
 
 from vissl_aasae.data import aasae_array, aasae_collator, aasae_gaussian_blur, aasae_views  # noqa: E402,F401
 from vissl_aasae.losses import aasae_loss  # noqa: E402,F401

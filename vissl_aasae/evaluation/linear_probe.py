@@ -23,39 +23,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vissl_aasae.evaluation.knn import topk_accuracy
+from vissl_aasae.settings import LinearProbeSettings
 
-DEFAULTS = {
-    "EPOCHS": 90,
-    "BATCH_SIZE": 256,
-    "LR": 0.1,  # for a batch of 256, scaled linearly with BATCH_SIZE
-    "MOMENTUM": 0.9,
-    "NESTEROV": True,
-    "WEIGHT_DECAY": 0.0,
-    "STANDARDIZE": True,
-    "SEED": 0,
-    "SOLVER": "sgd",  # sgd (the SimCLR protocol) | lbfgs (logistic regression to convergence)
-    "C": 1.0,  # lbfgs: inverse L2 strength, as scikit-learn's
-    "MAX_ITER": 500,  # lbfgs: iterations
-}
-SOLVERS = ("sgd", "lbfgs")
-
-
-def probe_settings(overrides=None) -> Dict:
-    settings = dict(DEFAULTS)
-    for key, value in (overrides or {}).items():
-        if key not in DEFAULTS:
-            raise ValueError(f"AASAE_EVAL.LINEAR_PROBE.{key} is not a setting; known: {sorted(DEFAULTS)}")
-        settings[key] = value
-    if settings["SOLVER"] not in SOLVERS:
-        raise ValueError(f"AASAE_EVAL.LINEAR_PROBE.SOLVER={settings['SOLVER']!r} is not one of {list(SOLVERS)}")
-    return settings
+def probe_settings(overrides=None) -> LinearProbeSettings:
+    """``AASAE_EVAL.LINEAR_PROBE`` as typed settings, from a mapping of its keys (or the settings)."""
+    if isinstance(overrides, LinearProbeSettings):
+        return overrides
+    return LinearProbeSettings.from_mapping(overrides or {})
 
 
 def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, settings=None):
     """Fit ``nn.Linear`` on (train_x, train_y); returns (classifier, mean, std) for :func:`probe_scores`."""
     s = probe_settings(settings)
-    generator = torch.Generator().manual_seed(int(s["SEED"]))
-    if s["STANDARDIZE"]:
+    generator = torch.Generator().manual_seed(s.seed)
+    if s.standardize:
         mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     else:
         mean, std = torch.zeros(train_x.shape[1]), torch.ones(train_x.shape[1])
@@ -65,19 +46,18 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes
         bound = 1.0 / math.sqrt(x.shape[1])
         classifier.weight.uniform_(-bound, bound, generator=generator)
         classifier.bias.uniform_(-bound, bound, generator=generator)
-    if s["SOLVER"] == "lbfgs":
-        _fit_lbfgs(classifier, x, train_y, float(s["C"]), int(s["MAX_ITER"]))
+    if s.solver == "lbfgs":
+        _fit_lbfgs(classifier, x, train_y, s.c, s.max_iter)
         return classifier, mean, std
-    batch = int(s["BATCH_SIZE"])
-    lr = float(s["LR"]) * batch / 256
+    batch = s.batch_size
+    lr = s.lr * batch / 256
     optimizer = torch.optim.SGD(
-        classifier.parameters(), lr=lr, momentum=float(s["MOMENTUM"]), nesterov=bool(s["NESTEROV"]),
-        weight_decay=float(s["WEIGHT_DECAY"]),
+        classifier.parameters(), lr=lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay,
     )
     steps_per_epoch = max(1, math.ceil(len(x) / batch))
-    total = int(s["EPOCHS"]) * steps_per_epoch
+    total = s.epochs * steps_per_epoch
     step = 0
-    for _ in range(int(s["EPOCHS"])):
+    for _ in range(s.epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch):
             idx = order[start : start + batch]

@@ -9,7 +9,7 @@ With ``LOSS.name: aasae_loss`` it adds, after VISSL's default hooks:
 - :class:`AASAEDataReportHook`: counts the unreadable images left out of batches, reports them.
 Both write to TensorBoard through the ``SummaryWriter`` of VISSL's own TensorBoard hook
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), not a second writer.  Their frequencies are the
-``AASAE.METRICS`` block (:mod:`vissl_aasae.hooks.aasae_metrics_settings`).
+``AASAE.METRICS`` block (:class:`vissl_aasae.settings.MetricsSettings`).
 """
 import os
 from typing import List

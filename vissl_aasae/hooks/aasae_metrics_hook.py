@@ -29,9 +29,9 @@ import torch
 from classy_vision.generic.distributed_util import all_reduce_mean, is_primary
 from classy_vision.hooks import ClassyHook
 
-from vissl_aasae.hooks.aasae_metrics_settings import due, metrics_settings
-from vissl_aasae.models.heads.aasae_projection import Latent
+from vissl_aasae.models.heads.aasae_resnet_decoder import as_output
 from vissl_aasae.models.posterior import encode, posterior_agreement
+from vissl_aasae.settings import MetricsSettings, due
 from vissl_aasae.visualize.progress import Progress
 
 TAG_PREFIX = "AASAE/"
@@ -46,7 +46,7 @@ class AASAEMetricsHook(ClassyHook):
 
     def __init__(self, config, tb_writer=None):
         super().__init__()
-        self.settings = metrics_settings(config)
+        self.settings = MetricsSettings.from_config(config)
         self.tb_writer = tb_writer
         self.log_path = os.path.join(config.CHECKPOINT.DIR, "aasae_metrics.json")
         self.iterations = array("q")  # iteration and loss of every update this run made
@@ -69,16 +69,16 @@ class AASAEMetricsHook(ClassyHook):
         self._posterior = None
         if not task.train or not due(task.iteration, self.settings.posterior_frequency):
             return
-        output = task.last_batch.model_output
-        if not (isinstance(output, (list, tuple)) and len(output) == 5):
+        try:
+            output = as_output(task.last_batch.model_output)
+        except ValueError:
             return
-        _, mu, log_var, z, _ = output
         made = getattr(task, "original_posterior", None)
         if made is not None and made[0] == task.iteration:
             original = made[1]
         else:
             original = encode(task.base_model, task.last_batch.sample["target"])
-        self._posterior = (task.iteration, posterior_agreement(Latent(mu, log_var, z), original))
+        self._posterior = (task.iteration, posterior_agreement(output.latent, original))
 
     def _reduced(self, task, parts) -> dict:
         names = sorted(parts)

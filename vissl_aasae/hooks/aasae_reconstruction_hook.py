@@ -17,9 +17,10 @@ import os
 from classy_vision.generic.distributed_util import is_primary
 from classy_vision.hooks import ClassyHook
 
-from vissl_aasae.hooks.aasae_metrics_settings import due, metrics_settings
-from vissl_aasae.visualize.images import reconstruction_grid, save_grid
+from vissl_aasae.models.heads.aasae_resnet_decoder import as_output
 from vissl_aasae.models.posterior import side_effect_free
+from vissl_aasae.settings import MetricsSettings, due
+from vissl_aasae.visualize.images import reconstruction_grid, save_grid
 
 IMAGE_TAG = "AASAE/reconstructions"
 FOLDER = "reconstructions"
@@ -41,7 +42,7 @@ class AASAEReconstructionHook(ClassyHook):
     def __init__(self, config, tb_writer=None):
         super().__init__()
         self.config = config
-        self.settings = metrics_settings(config)
+        self.settings = MetricsSettings.from_config(config)
         self.tb_writer = tb_writer
         self.checkpoint_dir = config.CHECKPOINT.DIR
         self.written = []  # paths of the grids written by this rank
@@ -63,9 +64,8 @@ class AASAEReconstructionHook(ClassyHook):
             return
         sample = task.last_batch.sample
         self._last_sample = sample  # a reference: the final reconstruction at on_end uses it
-        output = task.last_batch.model_output
-        if is_primary() and due(task.iteration, self.settings.image_frequency) and len(output) == 5:
-            self._write(sample["target"], sample["input"], output[0], task.iteration)
+        if is_primary() and due(task.iteration, self.settings.image_frequency):
+            self._write(sample["target"], sample["input"], as_output(task.last_batch.model_output).x_hat, task.iteration)
 
     def on_end(self, task) -> None:
         if self.settings.num_images <= 0 or self._last_sample is None:
@@ -74,9 +74,8 @@ class AASAEReconstructionHook(ClassyHook):
         inputs = self._last_sample["input"]
         with side_effect_free(model, inputs.device):
             output = model(inputs)
-        output = output[0] if len(output) == 1 else output
         if is_primary():
-            self._write(self._last_sample["target"], self._last_sample["input"], output[0], task.iteration)
+            self._write(self._last_sample["target"], self._last_sample["input"], as_output(output).x_hat, task.iteration)
             if self.tb_writer is not None:
                 self.tb_writer.flush()
         self._last_sample = None

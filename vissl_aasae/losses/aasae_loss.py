@@ -19,6 +19,7 @@ import torch.nn as nn
 from classy_vision.losses import ClassyLoss, register_loss
 
 from vissl_aasae.models.heads.aasae_projection import posterior_std
+from vissl_aasae.models.heads.aasae_resnet_decoder import as_output
 
 SCALE_EPS = 1e-6
 LOG_2PI = math.log(2 * math.pi)
@@ -89,7 +90,8 @@ class AASAELossCriterion(nn.Module):
 
 @register_loss("aasae_loss")
 class AASAELoss(ClassyLoss):
-    """VISSL loss: model output ``[x_hat, mu, log_var, z, log_scale]``, target = original images."""
+    """VISSL loss: model output :class:`~vissl_aasae.models.heads.aasae_resnet_decoder.AASAEOutput`,
+    target = original images."""
 
     def __init__(self, loss_config):
         super().__init__()
@@ -106,12 +108,11 @@ class AASAELoss(ClassyLoss):
         return loss
 
     def forward(self, output: List[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        if not (isinstance(output, (list, tuple)) and len(output) == 5):
-            raise ValueError(
-                "aasae_loss expects the output of the aasae_resnet_decoder head "
-                "[x_hat, mu, log_var, z, log_scale]; check MODEL.HEAD.PARAMS"
-            )
-        loss, self.last_metrics = self.criterion(*output, target)
+        try:
+            out = as_output(output)
+        except ValueError as err:
+            raise ValueError(f"aasae_loss: {err}") from None
+        loss, self.last_metrics = self.criterion(out.x_hat, out.mu, out.log_var, out.z, out.log_scale, target)
         return loss
 
     def __repr__(self):

@@ -20,53 +20,13 @@ needed for bfloat16.  None of them changes what is computed beyond floating-poin
 channels-last and fused Adam give the same parameters to ~1e-6 (tests/test_throughput.py).
 """
 import logging
-from dataclasses import dataclass, fields, replace
-from typing import Union
 
 import torch
 import torch.nn as nn
 
-SECTION = "AASAE.PERFORMANCE"
-AUTO = "auto"
-Switch = Union[bool, str]
+from vissl_aasae.settings import AUTO, PerformanceSettings
 
-
-@dataclass(frozen=True)
-class PerformanceSettings:
-    bf16_autocast: bool = False
-    channels_last: Switch = AUTO
-    fused_optimizer: Switch = AUTO
-    compile: bool = False
-
-    @classmethod
-    def from_config(cls, config) -> "PerformanceSettings":
-        """Read ``config.AASAE.PERFORMANCE`` (absent keys: the defaults); unknown keys and bad values raise."""
-        section = (config.get("AASAE") or {}).get("PERFORMANCE") or {}
-        known = {f.name.upper(): f for f in fields(cls)}
-        values = {}
-        for key, value in dict(section).items():
-            if key not in known:
-                raise ValueError(f"{SECTION}.{key} is not a known switch; known: {sorted(known)}")
-            allows_auto = known[key].default == AUTO
-            if not (isinstance(value, bool) or (allows_auto and value == AUTO)):
-                raise ValueError(f"{SECTION}.{key}={value!r} must be True or False" + (" or auto" if allows_auto else ""))
-            values[known[key].name] = value
-        return cls(**values)
-
-    def resolved(self, device: torch.device, mixed_precision: bool = False) -> "PerformanceSettings":
-        """``auto`` replaced by the decision for ``device`` (``mixed_precision``: VISSL's AMP is on)."""
-        mixed = mixed_precision or self.bf16_autocast
-        channels_last = self.channels_last
-        if channels_last == AUTO:
-            channels_last = device.type == "cpu" or (device.type == "cuda" and mixed)
-        fused = self.fused_optimizer
-        if fused == AUTO:
-            fused = fused_adam_supported(device)
-        return replace(self, channels_last=bool(channels_last), fused_optimizer=bool(fused))
-
-    @property
-    def any(self) -> bool:
-        return bool(self.bf16_autocast or self.channels_last is True or self.compile)
+SECTION = PerformanceSettings.PATH
 
 
 def fused_adam_supported(device: torch.device) -> bool:

@@ -29,14 +29,10 @@ import torch
 from classy_vision.tasks import register_task
 from vissl.trainer.train_task import SelfSupervisionTask
 
-from vissl_aasae.models.aasae_settings import aasae_setting
 from vissl_aasae.models.heads.aasae_projection import Latent
 from vissl_aasae.models.posterior import posterior_of
-from vissl_aasae.trainer.aasae_performance import (
-    PerformanceSettings,
-    apply_performance_settings,
-    use_fused_optimizer,
-)
+from vissl_aasae.settings import MethodSettings, PerformanceSettings, RunSettings
+from vissl_aasae.trainer.aasae_performance import apply_performance_settings, use_fused_optimizer
 
 
 class _TaskDataIterator:
@@ -63,20 +59,11 @@ class _TaskDataIterator:
         return len(self.iterator)
 
 
-def max_iterations_setting(config) -> Optional[int]:
-    value = (config.get("AASAE") or {}).get("MAX_ITERATIONS")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"AASAE.MAX_ITERATIONS={value!r} must be a positive integer or null")
-    return value
-
-
 @register_task("aasae_task")
 class AASAETask(SelfSupervisionTask):
     def __init__(self, config):
-        self.original_image_pass = bool(aasae_setting(config.MODEL, "ORIGINAL_IMAGE_PASS"))
-        self.max_iterations = max_iterations_setting(config)
+        self.original_image_pass = MethodSettings.from_config(config).original_image_pass
+        self.max_iterations = RunSettings.from_config(config).max_iterations
         self._max_iteration = -1
         self._pending_originals = None
         # (iteration, posterior of the original images) of the last training step, when the pass ran

@@ -7,8 +7,9 @@ with ``num_samples`` draws of ``eps ~ N(0, I)`` (reparameterised).
 ``aasae_deterministic_projection`` (AE, AAAE): the same MLP with the ``mu`` layer only, so that
 every parameter receives a gradient (DDP runs without ``find_unused_parameters``).
 
-``in_dim`` defaults to the trunk's feature dimension, ``latent_dim`` and ``num_samples`` to
-``MODEL.AASAE.LATENT_DIM`` / ``NUM_SAMPLES``.  Both return a :class:`Latent` for the decoder head that follows them in ``MODEL.HEAD.PARAMS``.
+``in_dim`` (the only head parameter) defaults to the trunk's feature dimension and must agree with
+it; it is needed only with a trunk whose layout the plugin does not know.  ``d`` and ``k`` are
+``MODEL.AASAE.LATENT_DIM`` / ``NUM_SAMPLES`` (:class:`vissl_aasae.settings.MethodSettings`).  Both return a :class:`Latent` for the decoder head that follows them in ``MODEL.HEAD.PARAMS``.
 """
 from typing import NamedTuple
 
@@ -16,8 +17,8 @@ import torch
 import torch.nn as nn
 from vissl.models.heads import register_model_head
 
-from vissl_aasae.models.aasae_settings import aasae_setting
 from vissl_aasae.models.trunk_spec import trunk_spec
+from vissl_aasae.settings import MethodSettings
 
 STD_EPS = 1e-6
 
@@ -30,14 +31,6 @@ class Latent(NamedTuple):
 
 def posterior_std(log_var: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_var / 2) + STD_EPS
-
-
-def _check_dims(in_dim: int, latent_dim: int, num_samples: int) -> None:
-    for key, value in (("in_dim", in_dim), ("latent_dim", latent_dim), ("num_samples", num_samples)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"projection head: {key}={value!r} (MODEL.AASAE.{key.upper()}) must be a positive integer"
-            )
 
 
 def _in_dim(model_config, in_dim) -> int:
@@ -56,21 +49,26 @@ def _in_dim(model_config, in_dim) -> int:
 
 
 class _ProjectionMLP(nn.Module):
-    def __init__(self, model_config, in_dim=None, latent_dim=None, num_samples=None):
+    def __init__(self, model_config, in_dim=None, **unknown):
         super().__init__()
+        if unknown:
+            raise ValueError(
+                f"projection head parameters {sorted(unknown)} in MODEL.HEAD.PARAMS are not supported: "
+                "the method's sizes are MODEL.AASAE.LATENT_DIM / NUM_SAMPLES"
+            )
         in_dim = _in_dim(model_config, in_dim)
-        latent_dim = aasae_setting(model_config, "LATENT_DIM", latent_dim)
-        num_samples = aasae_setting(model_config, "NUM_SAMPLES", num_samples)
-        _check_dims(in_dim, latent_dim, num_samples)
-        self.num_samples = int(num_samples)
+        if in_dim < 1:
+            raise ValueError(f"projection head in_dim={in_dim} must be a positive integer")
+        method = MethodSettings.from_model_config(model_config)
+        self.num_samples = method.num_samples
         self.mlp = nn.Sequential(nn.Linear(in_dim, in_dim), nn.BatchNorm1d(in_dim), nn.ReLU(inplace=True))
-        self.fc_mu = nn.Linear(in_dim, latent_dim, bias=False)
+        self.fc_mu = nn.Linear(in_dim, method.latent_dim, bias=False)
 
 
 @register_model_head("aasae_stochastic_projection")
 class StochasticProjectionHead(_ProjectionMLP):
-    def __init__(self, model_config, in_dim=None, latent_dim=None, num_samples=None):
-        super().__init__(model_config, in_dim, latent_dim, num_samples)
+    def __init__(self, model_config, in_dim=None, **unknown):
+        super().__init__(model_config, in_dim, **unknown)
         self.fc_log_var = nn.Linear(self.fc_mu.in_features, self.fc_mu.out_features, bias=False)
 
     def forward(self, h: torch.Tensor) -> Latent:

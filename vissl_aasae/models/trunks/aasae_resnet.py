@@ -20,6 +20,7 @@ from vissl.models.model_helpers import Flatten, get_trunk_forward_outputs
 from vissl.models.trunks import register_model_trunk
 
 from vissl_aasae.models.resnet_spec import STEMS, ResNetSpec
+from vissl_aasae.settings import TrunkSettings
 
 FEATURE_NAME_MAP = {
     "conv1": "conv1_relu",
@@ -34,15 +35,10 @@ FEATURE_NAME_MAP = {
 
 
 def spec_from_config(model_config) -> ResNetSpec:
-    params = model_config.TRUNK.get("AASAE_RESNET")
-    if params is None:
-        raise ValueError("MODEL.TRUNK.NAME=aasae_resnet needs a MODEL.TRUNK.AASAE_RESNET block")
+    """The encoder of ``MODEL.TRUNK.AASAE_RESNET`` (:class:`vissl_aasae.settings.TrunkSettings`)."""
+    trunk = TrunkSettings.from_model_config(model_config)
     try:
-        return ResNetSpec(
-            depth=int(params["DEPTH"]),
-            width_multiplier=params.get("WIDTH_MULTIPLIER", 1),
-            stem=str(params["STEM"]),
-        )
+        return ResNetSpec(depth=trunk.depth, width_multiplier=trunk.width_multiplier, stem=trunk.stem)
     except ValueError as err:
         raise ValueError(f"MODEL.TRUNK.AASAE_RESNET: {err}") from None
 
@@ -98,7 +94,7 @@ class AASAEResNet(nn.Module):
         super().__init__()
         self.model_config = model_config
         self.spec = spec_from_config(model_config)
-        zero_init = bool(model_config.TRUNK.AASAE_RESNET.get("ZERO_INIT_RESIDUAL", False))
+        zero_init = TrunkSettings.from_model_config(model_config).zero_init_residual
         self._feature_blocks = build_feature_blocks(self.spec, zero_init)
         self.feat_eval_mapping = FEATURE_NAME_MAP
 
