@@ -152,6 +152,68 @@ def test_converter_refuses_cifar_stem(resnet50_state):
         convert_checkpoint(state)
 
 
+class _Payload:
+    """Unpickling it runs code that writes a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def test_converter_never_runs_code_from_its_input(resnet50_state, tmp_path):
+    from vissl_aasae.checkpoints import CheckpointError
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "model_zoo_r50.torch"
+    torch.save({**vissl_checkpoint(resnet50_state), "extra": _Payload(marker)}, evil)
+    proc = subprocess.run([sys.executable, "-m", "vissl_aasae.detection.convert", "--input", str(evil),
+                           "--output", str(tmp_path / "r50.pkl")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and f"'{evil}' was not loaded: it holds exec" in proc.stderr
+    with pytest.raises(CheckpointError, match="it holds exec"):
+        convert_file(str(evil), str(tmp_path / "r50.pkl"))
+    assert not marker.exists() and sorted(os.listdir(tmp_path)) == [evil.name]
+
+
+def test_detectron2_weights_are_read_without_running_code(resnet50_state, tmp_path):
+    """--weights takes a .pkl (e.g. from a model zoo), which the runner and Detectron2 would pickle.load."""
+    from vissl_aasae.checkpoints import CheckpointError, load_pickle
+
+    good = tmp_path / "r50.pkl"
+    weights = convert_file(str(_saved(resnet50_state, tmp_path)), str(good))
+    again = load_pickle(good)
+    assert again.keys() == weights.keys() and np.array_equal(again["model"]["res5.2.conv3.weight"],
+                                                             weights["model"]["res5.2.conv3.weight"])
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": {"stem.conv1.weight": np.zeros((64, 3, 7, 7))}, "x": _Payload(marker)}, f)
+    with pytest.raises(CheckpointError, match=f"weights file '{evil}' was not loaded: it holds builtins.exec"):
+        load_pickle(evil)
+    assert not marker.exists()
+
+
+def _saved(state, tmp_path):
+    path = tmp_path / "model_final_checkpoint_phase0.torch"
+    torch.save(vissl_checkpoint(state), path)
+    return path
+
+
+@needs_detectron2
+def test_runner_refuses_weights_that_would_run_code(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": {}, "__author__": "x", "x": _Payload(marker)}, f)
+    proc = subprocess.run([sys.executable, str(RUNNER), "--voc-root", str(tmp_path), "--weights", str(evil), "--cpu",
+                           "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --weights '{evil}' was not loaded: it holds builtins.exec")
+    assert not marker.exists()
+
+
 @needs_detectron2
 def test_config_follows_paper_protocol():
     from detectron2.config import get_cfg  # detectron2.config needs none of the runtime patches

@@ -564,3 +564,189 @@ def test_trunk_weights_that_do_not_fit_are_listed(quick, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device='cuda' but torch.cuda.is_available\\(\\) is False"):
             extract_features(quick.config, str(quick.path), str(tmp_path), device="cuda")
+
+
+# --- issue 16 / 19: one checkpoint module, safe loading, one line per broken file, no stray folders ----------------
+import argparse  # noqa: E402
+import ast  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+
+from vissl_aasae import checkpoints  # noqa: E402
+from vissl_aasae.checkpoints import CheckpointError  # noqa: E402
+
+
+class Payload:
+    """Unpickling it runs code that writes a file (what a malicious "authors' checkpoint" would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def evil_files(tmp_path):
+    """The same payload as torch zip, torch legacy and plain pickle files; and the marker it would write."""
+    marker = tmp_path / "PWNED"
+    content = {"classy_state_dict": {"base_model": {"model": {"trunk": {}, "heads": {}}}},
+               "state_dict": {}, "hyper_parameters": {"x": Payload(marker)}}
+    files = [tmp_path / "evil_zip.torch", tmp_path / "evil_legacy.torch", tmp_path / "evil.pkl"]
+    torch.save(content, files[0])
+    torch.save(content, files[1], _use_new_zipfile_serialization=False)
+    with open(files[2], "wb") as f:
+        pickle.dump(content, f)
+    return marker, files
+
+
+def _loaders(quick, out):
+    from vissl_aasae.detection.convert import convert_file
+    from vissl_aasae.evaluation.trunk_weights import load_checkpoint_file
+    from vissl_aasae.interop.feature_extraction import extract_features
+
+    return {
+        "export torchvision": lambda f: export_checkpoint(str(f), str(out / "x.pth")),
+        "export detectron2": lambda f: export_checkpoint(str(f), str(out / "x.pkl"), fmt="detectron2"),
+        "import": lambda f: import_lightning_file(str(f), str(out / "x.torch"), ["config=pretrain/aasae/quickstart"]),
+        "features": lambda f: extract_features(quick.config, str(f), str(out / "features")),
+        "detection converter": lambda f: convert_file(str(f), str(out / "y.pkl")),
+        "evaluation": lambda f: load_checkpoint_file(str(f)),
+    }
+
+
+@pytest.mark.parametrize("loader", ["export torchvision", "export detectron2", "import", "features",
+                                    "detection converter", "evaluation"])
+def test_loaders_never_run_code_from_a_checkpoint(quick, tmp_path, loader):
+    marker, files = evil_files(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    load = _loaders(quick, out)[loader]
+    for path in files:
+        with pytest.raises(CheckpointError, match=re.escape(f"'{path}'")) as err:
+            load(path)
+        assert "\n" not in str(err.value)
+        assert not marker.exists(), f"{loader} ran the code in {path.name}"
+    assert os.listdir(out) == []
+    assert "it holds exec, which is not on the allow-list" in str(_raised(load, files[0]))
+
+
+def _raised(fn, *args):
+    try:
+        fn(*args)
+    except Exception as err:  # noqa: BLE001
+        return err
+    return None
+
+
+def _truncated(quick, tmp_path):
+    path = tmp_path / "model_phase3.torch"
+    data = quick.path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("name,args", [
+    ("aasae_export", ["--output", "{out}/x.pth"]),
+    ("aasae_export", ["--format", "detectron2", "--output", "{out}/x.pkl"]),
+    ("aasae_import_lightning", ["--output", "{out}/x.torch"]),
+    ("aasae_extract_features", ["--output-dir", "{out}/features", "config=pretrain/aasae/quickstart"]),
+])
+def test_tools_name_a_truncated_or_foreign_file_in_one_line(quick, tmp_path, capsys, name, args):
+    out = tmp_path / "out"
+    out.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are not weights\n")
+    option = "--checkpoint" if name == "aasae_extract_features" else "--input"
+    for path, why in ((_truncated(quick, tmp_path), "is truncated or corrupt (an incomplete zip archive: no end record)"),
+                      (notes, "is not a PyTorch checkpoint (neither a torch zip archive nor a pickle)")):
+        code = load_tool(name).main([option, str(path), *[a.format(out=out) for a in args]])
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1, lines
+        assert lines[0] == f"error: checkpoint '{path}' {why}"
+    assert os.listdir(out) == []
+
+
+def test_import_tool_writes_only_its_output(tmp_path, monkeypatch):
+    """The import composed the config the way VISSL does, which dumped ./checkpoints/aasae_stl10/train_config.yaml."""
+    source = authors_model("stl10", 96)
+    ckpt = tmp_path / "epoch=3199.ckpt"
+    save_like_lightning(ckpt, source.state_dict(), authors_hparams("stl10", 96), monkeypatch)
+    work, results = tmp_path / "work", tmp_path / "results"
+    work.mkdir()
+    results.mkdir()
+    monkeypatch.chdir(work)
+    assert load_tool("aasae_import_lightning").main(["--input", str(ckpt), "--output", str(results / "x.torch")]) == 0
+    assert os.listdir(work) == [] and os.listdir(results) == ["x.torch"]
+    assert load_tool("aasae_import_lightning").main(["--input", str(ckpt), "--output", str(work / "no" / "x.torch")]) == 2
+    assert os.listdir(work) == []
+
+
+def test_lightning_hyper_parameters_read_without_running_code(tmp_path):
+    """Older Lightning saved hyper_parameters as an argparse.Namespace: read as is, no code allowed."""
+    source = authors_model("cifar", 32)
+    hparams = argparse.Namespace(**authors_hparams("cifar", 32))
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": hparams, "epoch": 3}, path)
+    from vissl_aasae.interop.lightning_import import lightning_parts, load_lightning_checkpoint
+
+    state, found = lightning_parts(load_lightning_checkpoint(str(path)), str(path))
+    assert found["encoder_name"] == "resnet18" and len(state) == len(source.state_dict())
+
+
+def test_checkpoints_module_is_the_one_loader_and_imports_no_add_on():
+    """19.2: the core module imports no add-on; nothing else in the plugin calls torch.load on a user's file."""
+    package = REPO / "vissl_aasae"
+    tree = ast.parse((package / "checkpoints.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    add_ons = ("interop", "evaluation", "visualize", "detection", "hooks", "launcher", "trainer")
+    assert not [m for m in imported if m.startswith("vissl_aasae.") and m.split(".")[1] in add_ons]
+    def calls_torch_load(path):
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "load"
+                   and isinstance(n.func.value, ast.Name) and n.func.value.id in ("torch", "pickle")
+                   for n in ast.walk(ast.parse(path.read_text())))
+
+    loads = [str(p.relative_to(REPO)) for p in package.rglob("*.py") if calls_torch_load(p)]
+    # compat: bytes one rank serialised for the others; aasae_array: the CIFAR-10 python batches (data, not weights)
+    assert sorted(loads) == ["vissl_aasae/checkpoints.py", "vissl_aasae/compat.py", "vissl_aasae/data/aasae_array.py"]
+    for adapter in ("interop/checkpoint_io.py", "detection/convert.py", "evaluation/trunk_weights.py",
+                    "visualize/checkpoint.py"):
+        assert "from vissl_aasae import checkpoints" in (package / adapter).read_text()
+    assert [p.name for p in package.rglob("*.py") if "WIDTH_MULTIPLIERS = " in p.read_text()] == ["resnet_spec.py"]
+
+
+@pytest.mark.parametrize("depth,width,stem", [(18, 0.25, "cifar"), (50, 0.5, "stl10"), (34, 0.125, "cifar")])
+def test_narrow_trunks_are_recognised_and_exported(tmp_path, depth, width, stem):
+    from vissl_aasae.evaluation.trunk_weights import describe_trunk_weights
+
+    torch.manual_seed(0)
+    blocks = randomize_batch_norm(build_feature_blocks(ResNetSpec(depth, width, stem))).eval()
+    state = OrderedDict(("_feature_blocks." + k, v) for k, v in blocks.state_dict().items())
+    assert checkpoints.infer_spec(state, stem) == ResNetSpec(depth, width, stem)
+    assert describe_trunk_weights(state, "").startswith(f"ResNet-{depth} (WIDTH_MULTIPLIER {width})")
+    path = tmp_path / "narrow.torch"
+    torch.save(trunk_checkpoint(blocks), path)
+    info = export_checkpoint(str(path), str(tmp_path / "tv.pth"), stem=stem)
+    assert info["width_multiplier"] == width and info["arch"] == f"resnet{depth}w{width}"
+    tv = torchvision_resnet(depth, stem=stem, width_multiplier=width).eval()
+    tv.load_state_dict(torch.load(tmp_path / "tv.pth"), strict=True)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(tv(x), run_blocks(blocks, x), **TOL)
+    if depth == 50:
+        from vissl_aasae.detection.convert import width_multiplier
+
+        assert width_multiplier(checkpoints.torchvision_names(state)) == width
+
+
+def test_extraction_and_export_read_the_run_config_without_rewriting_it(quick, tmp_path):
+    """The stem comes from the run's train_config.yaml; reading it leaves it as it was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "model_final_checkpoint_phase1.torch"
+    path.write_bytes(quick.path.read_bytes())
+    record = "MODEL:\n  TRUNK:\n    NAME: aasae_resnet\n    AASAE_RESNET: {DEPTH: 18, STEM: cifar}\n"
+    (run / "train_config.yaml").write_text(record)
+    assert checkpoints.stem_from_run_config(path) == "cifar"
+    export_checkpoint(str(path), str(tmp_path / "x.pth"))
+    assert (run / "train_config.yaml").read_text() == record and sorted(os.listdir(run)) == [path.name, "train_config.yaml"]

@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import pickle
 import sys
 
 from vissl_aasae.compat import apply_detectron2_patches
@@ -31,6 +30,7 @@ from detectron2.engine import DefaultTrainer, default_setup, launch  # noqa: E40
 from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
+from vissl_aasae.checkpoints import load_pickle  # noqa: E402
 from vissl_aasae.detection.convert import convert_file, width_multiplier_of_weights  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "voc07_12_r50_c4.yaml")
@@ -60,9 +60,20 @@ def register_voc(voc_root: str, dataset_names) -> None:
 
 
 class WeightsLoadReport(DetectionCheckpointer):
-    """A DetectionCheckpointer that keeps what loading left out (missing, unexpected, wrong shape)."""
+    """A DetectionCheckpointer that keeps what loading left out (missing, unexpected, wrong shape) and
+    reads ``.pkl`` weights without running code from them (Detectron2 would ``pickle.load`` them)."""
 
     incompatible = None
+
+    def _load_file(self, filename):
+        if not filename.endswith(".pkl"):
+            return super()._load_file(filename)
+        data = load_pickle(filename, what="MODEL.WEIGHTS")
+        if "model" in data and "__author__" in data:  # the Detectron2 model-zoo layout (ours too)
+            return data
+        data = data.get("blobs", data)  # Caffe2 / Detectron1 layout, as DetectionCheckpointer reads it
+        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
 
     def _load_model(self, checkpoint):
         self.incompatible = super()._load_model(checkpoint)
@@ -210,8 +221,7 @@ def prepare_weights(args) -> None:
     if args.checkpoint:
         args.weights = os.path.join(args.output_dir, "backbone_detectron2.pkl")
         convert_file(args.checkpoint, args.weights)
-    with open(args.weights, "rb") as f:
-        width = width_multiplier_of_weights(pickle.load(f))
+    width = width_multiplier_of_weights(load_pickle(args.weights, what="--weights"))
     args.derived_opts = [
         "MODEL.WEIGHTS", os.path.abspath(args.weights),
         "MODEL.RESNETS.STEM_OUT_CHANNELS", 64 * width,
@@ -222,7 +232,11 @@ def prepare_weights(args) -> None:
 
 def cli(argv=None):
     args = parse_args(argv)
-    prepare_weights(args)
+    try:
+        prepare_weights(args)
+    except (ValueError, FileNotFoundError) as err:  # a checkpoint or weights file that cannot be used
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     summary = launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                      dist_url=args.dist_url, args=(args,))
     return summary

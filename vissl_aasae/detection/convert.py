@@ -9,6 +9,7 @@ pickle ``{"model": {detectron2 name: numpy array}, "__author__": "vissl_aasae",
 Usage: ``python -m vissl_aasae.detection.convert --input CKPT --output out.pkl``
 """
 import argparse
+import os
 import pickle
 import re
 from collections import OrderedDict
@@ -17,8 +18,10 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 import torch
 
+from vissl_aasae import checkpoints
+from vissl_aasae.models.resnet_spec import WIDTH_MULTIPLIERS, normalise_width
+
 RESNET50_BLOCKS = (3, 4, 6, 3)
-WIDTH_MULTIPLIERS = (1, 2, 4)
 AUTHOR = "vissl_aasae"
 
 # Prefixes that wrap the torchvision-layout trunk names, outermost first.
@@ -34,36 +37,25 @@ class NotAResNet50Error(ValueError):
 
 
 def load_checkpoint(path: str) -> Any:
-    """torch.load a checkpoint on CPU (full unpickling: only load checkpoints you trust)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint read without running code from the file (:func:`vissl_aasae.checkpoints.load`)."""
+    return checkpoints.load(path)
 
 
 def extract_trunk_state_dict(checkpoint: Mapping[str, Any]) -> "OrderedDict[str, Any]":
     """The trunk's tensors in torchvision layout (``conv1.weight``, ``layer1.0.bn1.weight``, ...)."""
     state = checkpoint
-    classy = state.get("classy_state_dict") if isinstance(state, Mapping) else None
-    if classy is not None:
-        try:
-            state = classy["base_model"]["model"]["trunk"]
-        except (KeyError, TypeError):
+    model = checkpoints.model_state(checkpoint)
+    if model is not None:
+        if not isinstance(model.get("trunk"), Mapping):
             raise ValueError(
-                "VISSL checkpoint has no classy_state_dict.base_model.model.trunk; "
-                f"classy_state_dict keys: {sorted(classy)}"
-            ) from None
+                f"VISSL checkpoint has no classy_state_dict.base_model.model.trunk; model keys: {sorted(model)}"
+            )
+        state = model["trunk"]
     elif isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise ValueError(f"expected a checkpoint dict or a state dict, got {type(state).__name__}")
-    trunk = OrderedDict()
-    for key, value in state.items():
-        if not hasattr(value, "shape"):
-            continue
-        name = key
-        for prefix in _PREFIXES:
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-        trunk[name] = value
-    return trunk
+    return checkpoints.torchvision_names({k: v for k, v in state.items() if hasattr(v, "shape")}, _PREFIXES)
 
 
 def detectron2_name(name: str) -> Optional[str]:
@@ -94,25 +86,20 @@ def detectron2_name(name: str) -> Optional[str]:
 
 def describe_trunk(trunk: Mapping[str, Any]) -> Dict[str, Any]:
     """What kind of ResNet the trunk keys describe: blocks per stage, block type, widths, stem kernel."""
-    blocks = []
-    for layer in range(1, 5):
-        indices = {int(m.group(2)) for m in map(_STAGE.match, trunk) if m and m.group(1) == str(layer)}
-        blocks.append(len(indices))
-    has_conv3 = any(k.startswith("layer") and ".conv3." in k for k in trunk)
-    block_type = "Bottleneck" if has_conv3 else ("BasicBlock" if any(blocks) else "none")
-    last_conv = f"layer4.{max(blocks[3] - 1, 0)}.conv{3 if has_conv3 else 2}.weight"
-    conv1 = trunk.get("conv1.weight")
+    layout = checkpoints.trunk_layout(trunk)
+    kernel = layout.stem_kernel
     return {
-        "blocks_per_stage": blocks,
-        "block": block_type,
-        "stem_channels": int(conv1.shape[0]) if conv1 is not None else None,
-        "stem_kernel": tuple(conv1.shape[2:]) if conv1 is not None else None,
-        "out_channels": int(trunk[last_conv].shape[0]) if last_conv in trunk else None,
+        "blocks_per_stage": list(layout.blocks_per_stage),
+        "block": layout.block,
+        "stem_channels": layout.stem_channels,
+        "stem_kernel": (kernel, kernel) if kernel is not None else None,
+        "out_channels": layout.out_channels,
     }
 
 
-def width_multiplier(trunk: Mapping[str, Any]) -> int:
-    """ResNet-50 width multiplier (1, 2 or 4) of the trunk; raises NotAResNet50Error otherwise."""
+def width_multiplier(trunk: Mapping[str, Any]):
+    """ResNet-50 width multiplier (one of resnet_spec.WIDTH_MULTIPLIERS) of the trunk; raises
+    NotAResNet50Error otherwise."""
     found = describe_trunk(trunk)
     problems = []
     if tuple(found["blocks_per_stage"]) != RESNET50_BLOCKS:
@@ -120,10 +107,10 @@ def width_multiplier(trunk: Mapping[str, Any]) -> int:
     if found["block"] != "Bottleneck":
         problems.append(f"{found['block']} blocks (ResNet-50: Bottleneck, with conv3)")
     out = found["out_channels"]
-    widths = {2048 * w: w for w in WIDTH_MULTIPLIERS}
+    widths = {int(2048 * w): w for w in WIDTH_MULTIPLIERS}
     if out not in widths:
-        problems.append(f"layer4 output channels {out} (ResNet-50: 2048, or 4096/8192 when 2x/4x wide)")
-    elif found["stem_channels"] != 64 * widths[out]:
+        problems.append(f"layer4 output channels {out} (ResNet-50: 2048 x a width multiplier {list(WIDTH_MULTIPLIERS)})")
+    elif found["stem_channels"] != int(64 * widths[out]):
         problems.append(f"stem channels {found['stem_channels']} for layer4 output {out}")
     if found["stem_kernel"] not in (None, (7, 7)):
         problems.append(
@@ -163,16 +150,26 @@ def convert_checkpoint(checkpoint: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def convert_file(input_path: str, output_path: str) -> Dict[str, Any]:
-    """Convert the checkpoint at ``input_path`` and pickle the result to ``output_path``."""
+    """Convert the checkpoint at ``input_path`` and pickle the result to ``output_path`` (written
+    to a temporary file and renamed: never a partial file under that name)."""
     weights = convert_checkpoint(load_checkpoint(input_path))
-    with open(output_path, "wb") as f:
-        pickle.dump(weights, f)
+    folder = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"output folder {folder!r} does not exist")
+    tmp = f"{output_path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(weights, f)
+        os.replace(tmp, output_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return weights
 
 
-def width_multiplier_of_weights(weights: Mapping[str, Any]) -> int:
+def width_multiplier_of_weights(weights: Mapping[str, Any]):
     """Width multiplier of converted Detectron2 weights (from the stem's output channels)."""
-    return int(weights["model"]["stem.conv1.weight"].shape[0]) // 64
+    return normalise_width(int(weights["model"]["stem.conv1.weight"].shape[0]) / 64)
 
 
 def main(argv=None) -> None:
@@ -182,7 +179,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         weights = convert_file(args.input, args.output)
-    except ValueError as err:  # NotAResNet50Error included
+    except (ValueError, FileNotFoundError) as err:  # NotAResNet50Error and CheckpointError included
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     width = width_multiplier_of_weights(weights)
     print(f"wrote {len(weights['model'])} tensors (ResNet-50, width x{width}) to {args.output}")

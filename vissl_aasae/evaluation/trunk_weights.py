@@ -11,12 +11,13 @@ left over.  The heads are never compared: evaluation heads are meant to start af
 pretraining heads ``heads.0.*``/``heads.1.*`` are projection and decoder).
 """
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from vissl_aasae import checkpoints
+from vissl_aasae.checkpoints import FEATURE_BLOCKS
 from vissl_aasae.config_check import ConfigError
 
 SHOWN_KEYS = 8  # keys listed per category in an error message
@@ -35,11 +36,9 @@ class TrunkMismatch:
 
 
 def load_checkpoint_file(path: str) -> dict:
-    """``torch.load`` on CPU, memory-mapped when the file format allows it (cheap for big files)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-        return torch.load(path, map_location="cpu", weights_only=False)
+    """The checkpoint, memory-mapped when the file format allows it (cheap for big files), read
+    without running code from the file (:func:`vissl_aasae.checkpoints.load`)."""
+    return checkpoints.load(path, what="MODEL.WEIGHTS_INIT.PARAMS_FILE", mmap=True)
 
 
 def _trunk_prefix(model_keys) -> str:
@@ -105,29 +104,11 @@ def _listing(items: List[str]) -> str:
 
 
 def describe_trunk_weights(state: Dict[str, torch.Tensor], prefix: str) -> Optional[str]:
-    """A guess at the ResNet a trunk state dict holds ("ResNet-50 (width x1), 7x7 stem"), or None."""
-    conv1 = state.get(prefix + "_feature_blocks.conv1.weight")
-    if conv1 is None:
+    """A guess at the ResNet a trunk state dict holds ("ResNet-50 (WIDTH_MULTIPLIER 1), 7x7 stem ..."), or None."""
+    trunk = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if FEATURE_BLOCKS + "conv1.weight" not in trunk:
         return None
-    blocks = {}
-    for key in state:
-        match = re.match(re.escape(prefix) + r"_feature_blocks\.layer(\d)\.(\d+)\.", key)
-        if match:
-            stage, index = int(match.group(1)), int(match.group(2))
-            blocks[stage] = max(blocks.get(stage, 0), index + 1)
-    layers = tuple(blocks.get(i, 0) for i in (1, 2, 3, 4))
-    bottleneck = any(".conv3." in k for k in state if k.startswith(prefix + "_feature_blocks.layer"))
-    from vissl_aasae.models.resnet_spec import DEPTHS
-
-    depth = next(
-        (d for d, (block, counts) in DEPTHS.items() if counts == layers and (block.expansion == 4) == bottleneck),
-        None,
-    )
-    width = int(conv1.shape[0]) // 64
-    kernel = int(conv1.shape[-1])
-    stem = {3: "3x3 stem (STEM cifar)", 7: "7x7 stem (STEM stl10 or imagenet)"}.get(kernel, f"{kernel}x{kernel} stem")
-    name = f"ResNet-{depth}" if depth else f"a ResNet with blocks {list(layers)}"
-    return f"{name} (WIDTH_MULTIPLIER {width}), {stem}"
+    return checkpoints.trunk_layout(trunk).describe()
 
 
 def mismatch_message(config, found: TrunkMismatch, ckpt_state: Dict[str, torch.Tensor], prefix: str) -> str:

@@ -4,19 +4,26 @@ A VISSL checkpoint holds the model at ``ckpt["classy_state_dict"]["base_model"][
 ``trunk`` (keys ``_feature_blocks.*``) and ``heads`` (keys ``0.*`` projection, ``1.*`` decoder).
 :func:`trunk_state_dict` also accepts a plain trunk state dict (``_feature_blocks.*``) or one in
 torchvision layout (``conv1.weight``, ``layer1.0.bn1.weight``...), as written by the torchvision
-export. Only load checkpoints you trust: full unpickling is used.
+export. Reading goes through :mod:`vissl_aasae.checkpoints` (weights only: nothing in a file runs
+code); this module adds the key-by-key comparison with a model.
 """
-import os
-from collections import OrderedDict
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import torch
 
-FEATURE_BLOCKS = "_feature_blocks."
-MODEL_PATH = ("classy_state_dict", "base_model", "model")
-# first names of the torchvision ResNet layout (what the torchvision export writes)
-_TORCHVISION_ROOTS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
-MAX_LISTED = 25
+from vissl_aasae import checkpoints
+from vissl_aasae.checkpoints import (  # noqa: F401  (the interop API)
+    FEATURE_BLOCKS,
+    MAX_LISTED,
+    MODEL_PATH,
+    CheckpointError,
+    first_keys,
+    heads_state_dict,
+    tensors_only,
+    trunk_state_dict,
+)
+from vissl_aasae.checkpoints import _listing  # noqa: F401
+from vissl_aasae.checkpoints import model_state as vissl_model_state  # noqa: F401
 
 
 class CheckpointKeyError(ValueError):
@@ -48,64 +55,9 @@ class CheckpointKeyError(ValueError):
         super().__init__(message)
 
 
-def _listing(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:MAX_LISTED])
-    return shown + (f", ... and {len(keys) - MAX_LISTED} more" if len(keys) > MAX_LISTED else "")
-
-
-def load_checkpoint(path: str, pickle_module=None) -> Any:
-    """``torch.load`` on CPU with full unpickling; a missing file gives a FileNotFoundError naming it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist or is not a file")
-    kwargs = {"pickle_module": pickle_module} if pickle_module is not None else {}
-    return torch.load(path, map_location="cpu", weights_only=False, **kwargs)
-
-
-def tensors_only(state: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
-    return OrderedDict((k, v) for k, v in state.items() if isinstance(v, torch.Tensor))
-
-
-def vissl_model_state(checkpoint: Any, source: str = "checkpoint") -> Optional[Mapping[str, Any]]:
-    """``{"trunk": ..., "heads": ...}`` of a VISSL checkpoint; None if ``checkpoint`` is not one."""
-    if not isinstance(checkpoint, Mapping) or "classy_state_dict" not in checkpoint:
-        return None
-    state = checkpoint
-    for depth, key in enumerate(MODEL_PATH):
-        if not isinstance(state, Mapping) or key not in state:
-            found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(
-                f"{source}: VISSL checkpoint without {'.'.join(MODEL_PATH[: depth + 1])} (found {found})"
-            )
-        state = state[key]
-    return state
-
-
-def trunk_state_dict(checkpoint: Any, source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
-    """The trunk's tensors with VISSL keys (``_feature_blocks.*``)."""
-    model = vissl_model_state(checkpoint, source)
-    if model is not None:
-        if "trunk" not in model:
-            raise ValueError(f"{source}: VISSL checkpoint has no trunk (model keys: {sorted(model)})")
-        return tensors_only(model["trunk"])
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"{source}: expected a VISSL checkpoint or a state dict, got {type(checkpoint).__name__}")
-    state = tensors_only(checkpoint)
-    if state and all(k.startswith(FEATURE_BLOCKS) for k in state):
-        return state
-    if state and all(k.startswith(_TORCHVISION_ROOTS) for k in state):
-        return OrderedDict((FEATURE_BLOCKS + k, v) for k, v in state.items())
-    sample = list(state) or [k for k in checkpoint]
-    raise ValueError(
-        f"{source}: not a VISSL checkpoint (no 'classy_state_dict') nor a trunk state dict with "
-        f"'{FEATURE_BLOCKS}*' or torchvision ResNet keys; its keys: {_listing(sample)}"
-    )
-
-
-def heads_state_dict(checkpoint: Any, source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
-    model = vissl_model_state(checkpoint, source)
-    if model is None or "heads" not in model:
-        raise ValueError(f"{source}: not a VISSL checkpoint with heads (classy_state_dict.base_model.model.heads)")
-    return tensors_only(model["heads"])
+def load_checkpoint(path: str) -> Any:
+    """A checkpoint a user may have downloaded, read without running code (:func:`vissl_aasae.checkpoints.load`)."""
+    return checkpoints.load(path)
 
 
 def compare(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> Tuple[list, list, list]:
@@ -134,7 +86,3 @@ def vissl_checkpoint(model, **extra: Any) -> Dict[str, Any]:
     checkpoint.update(extra)
     return checkpoint
 
-
-def first_keys(keys: Iterable[str], n: int = 5) -> str:
-    keys = list(keys)
-    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")

@@ -29,14 +29,15 @@ keys), ``skip`` never imports the decoder. Either way ``log_scale`` is imported.
 their earlier decoder with batch norm (``bn_linear``, ``bn1``...) or other heads
 (``projection.mu_bn``) are refused with the unexpected keys listed.
 """
-import pickle
-import types
+import argparse
+import os
 import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from vissl_aasae.checkpoints import save
 from vissl_aasae.interop.checkpoint_io import (
     FEATURE_BLOCKS,
     CheckpointKeyError,
@@ -97,44 +98,11 @@ def authors_key(part: str, key: str) -> str:
 
 
 # --- reading their checkpoint without pytorch_lightning installed ---------------------------------------------
-_LIGHTNING_MODULES = ("pytorch_lightning", "lightning", "lightning_fabric", "lightning_utilities", "pl_bolts")
-
-
-class LightningStandIn(dict):
-    """Replaces a PyTorch Lightning class (e.g. ``AttributeDict``) when that package is not installed."""
-
-    def __init__(self, *args, **kwargs):
-        try:
-            super().__init__(*args, **kwargs)
-        except (TypeError, ValueError):
-            super().__init__()
-            self.args = args
-
-    def __setstate__(self, state):
-        if isinstance(state, Mapping):
-            self.__dict__.update(state)
-
-
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            if module.split(".")[0] not in _LIGHTNING_MODULES:
-                raise
-            return type(name, (LightningStandIn,), {"__module__": "vissl_aasae.interop.lightning_import"})
-
-
-lightning_pickle = types.ModuleType("lightning_pickle", "pickle, with stand-ins for PyTorch Lightning classes")
-lightning_pickle.Unpickler = _Unpickler
-lightning_pickle.load = lambda f, **kw: _Unpickler(f, **kw).load()
-lightning_pickle.loads = pickle.loads
-lightning_pickle.dump = pickle.dump
-
-
 def load_lightning_checkpoint(path: str) -> Dict[str, Any]:
-    """``torch.load`` of a Lightning checkpoint; Lightning's own classes are not needed to read it."""
-    return load_checkpoint(path, pickle_module=lightning_pickle)
+    """A Lightning checkpoint, read without Lightning and without running code from the file: its
+    ``AttributeDict`` hyper-parameters come back as a plain dict, an ``argparse.Namespace`` as itself
+    (:func:`vissl_aasae.checkpoints.load`)."""
+    return load_checkpoint(path)
 
 
 # --- hyper-parameters -> config ----------------------------------------------------------------------------------
@@ -180,8 +148,10 @@ def lightning_parts(checkpoint: Any, source: str = "checkpoint") -> Tuple["Order
         )
     state = OrderedDict((k, v) for k, v in checkpoint["state_dict"].items() if isinstance(v, torch.Tensor))
     hparams = checkpoint.get("hyper_parameters") or {}
-    if not isinstance(hparams, Mapping):  # older Lightning saved an argparse.Namespace
+    if isinstance(hparams, argparse.Namespace):  # older Lightning saved an argparse.Namespace
         hparams = vars(hparams)
+    if not isinstance(hparams, Mapping):
+        raise ValueError(f"{source}: hyper_parameters is a {type(hparams).__name__}, not a mapping")
     return state, dict(hparams)
 
 
@@ -330,9 +300,12 @@ def import_lightning_file(
     decoder: str = "require",
 ) -> Dict[str, Any]:
     """Read the authors' checkpoint at ``input_path``, write the VISSL checkpoint to ``output_path``."""
+    folder = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--output {output_path!r}: folder {folder!r} does not exist")
     checkpoint = load_lightning_checkpoint(input_path)
     _, hparams = lightning_parts(checkpoint, input_path)
     config = compose_for(hparams, overrides)
     converted, report = import_lightning_checkpoint(checkpoint, config, decoder=decoder, source=input_path)
-    torch.save(converted, output_path)
+    save(converted, output_path, what="--output")
     return report

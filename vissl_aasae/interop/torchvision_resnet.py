@@ -21,25 +21,23 @@ on torchvision's own ``ResNet`` class:
 """
 import json
 import os
-import re
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional
 
 import torch
 import torch.nn as nn
 import torchvision
-from torchvision.models.resnet import Bottleneck
 
+from vissl_aasae.checkpoints import infer_spec, save, stem_from_run_config  # noqa: F401  (infer_spec: the interop API)
 from vissl_aasae.interop.checkpoint_io import FEATURE_BLOCKS, load_checkpoint, trunk_state_dict
-from vissl_aasae.models.resnet_spec import DEPTHS, STEMS, ResNetSpec, check_choice
+from vissl_aasae.models.resnet_spec import STEMS, ResNetSpec
 
 ARCHS = {18: "resnet18", 34: "resnet34", 50: "resnet50"}
-_STAGE_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
 
 
-def torchvision_resnet(depth: int, stem: str = "imagenet", width_multiplier: int = 1) -> torchvision.models.ResNet:
+def torchvision_resnet(depth: int, stem: str = "imagenet", width_multiplier: float = 1) -> torchvision.models.ResNet:
     """A torchvision ResNet with the trunk's architecture whose forward returns the pooled feature."""
-    spec = ResNetSpec(int(depth), int(width_multiplier), str(stem))
+    spec = ResNetSpec(int(depth), width_multiplier, str(stem))
     model = getattr(torchvision.models, ARCHS[spec.depth])(weights=None)
     kernel, stride, maxpool = STEMS[spec.stem]
     width = spec.base_width
@@ -67,60 +65,9 @@ def to_torchvision_state_dict(trunk: Mapping[str, torch.Tensor]) -> "OrderedDict
     return out
 
 
-def infer_spec(trunk: Mapping[str, torch.Tensor], stem: Optional[str] = None) -> ResNetSpec:
-    """Depth, width and stem of a trunk state dict (``_feature_blocks.*`` or torchvision keys).
-
-    The depth and width are read from the tensors; the stem's conv kernel too (3x3 = ``cifar``),
-    but a 7x7 conv is ``stl10`` or ``imagenet`` depending on a max-pool that has no weights: pass
-    ``stem`` then.
-    """
-    names = [k[len(FEATURE_BLOCKS):] if k.startswith(FEATURE_BLOCKS) else k for k in trunk]
-    tensors = dict(zip(names, trunk.values()))
-    blocks = []
-    for layer in "1234":
-        blocks.append(len({m.group(2) for m in map(_STAGE_BLOCK.match, names) if m and m.group(1) == layer}))
-    bottleneck = any(".conv3." in n for n in names)
-    found = {(DEPTHS[d][0] is Bottleneck, tuple(DEPTHS[d][1])): d for d in DEPTHS}
-    depth = found.get((bottleneck, tuple(blocks)))
-    if depth is None or "conv1.weight" not in tensors:
-        raise ValueError(
-            f"not an AASAE ResNet trunk: {'Bottleneck' if bottleneck else 'BasicBlock'} blocks per stage "
-            f"{blocks}, conv1.weight {'present' if 'conv1.weight' in tensors else 'absent'} (known: ResNet-18 "
-            "BasicBlock [2,2,2,2], ResNet-34 BasicBlock [3,4,6,3], ResNet-50 Bottleneck [3,4,6,3])"
-        )
-    conv1 = tensors["conv1.weight"]
-    width_multiplier, rest = divmod(int(conv1.shape[0]), 64)
-    kernel = int(conv1.shape[-1])
-    if rest:
-        raise ValueError(f"conv1.weight has {conv1.shape[0]} output channels, not a multiple of 64")
-    if stem is None:
-        if kernel != 3:
-            raise ValueError(
-                f"the trunk's first conv is {kernel}x{kernel}: its stem is 'stl10' (no max-pool) or 'imagenet' "
-                "(max-pool), which the weights do not tell apart; state it (stem=..., --stem)"
-            )
-        stem = "cifar"
-    check_choice("stem", stem, tuple(STEMS))
-    if STEMS[stem][0] != kernel:
-        raise ValueError(f"stem {stem!r} has a {STEMS[stem][0]}x{STEMS[stem][0]} conv but the trunk's conv1 is {kernel}x{kernel}")
-    return ResNetSpec(depth, width_multiplier, stem)
-
-
 def stem_from_train_config(checkpoint_path: str) -> Optional[str]:
     """The stem recorded in the ``train_config.yaml`` VISSL writes beside its checkpoints, if any."""
-    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "train_config.yaml")
-    if not os.path.isfile(path):
-        return None
-    import yaml
-
-    with open(path) as f:
-        config = yaml.safe_load(f) or {}
-    trunk = (config.get("MODEL") or {}).get("TRUNK") or {}
-    if trunk.get("NAME") == "aasae_resnet":
-        return (trunk.get("AASAE_RESNET") or {}).get("STEM")
-    if trunk.get("NAME") == "resnet":
-        return "imagenet"
-    return None
+    return stem_from_run_config(checkpoint_path)
 
 
 def export_torchvision(input_path: str, output_path: str, stem: Optional[str] = None) -> Dict[str, Any]:
@@ -153,7 +100,7 @@ def export_torchvision(input_path: str, output_path: str, stem: Optional[str] = 
         "source": os.path.abspath(input_path),
         "tensors": len(state),
     }
-    torch.save(state, output_path)
+    save(state, output_path, what="--output")
     with open(output_path + ".json", "w") as f:
         json.dump(info, f, indent=2)
     return info
