@@ -147,3 +147,99 @@ def test_vissl_dataloaders_get_the_watching_worker_init(monkeypatch):
     train_task.build_dataloader(dataset=None)
     vissl.data.build_dataloader(dataset=None)
     assert seen == [compat.vissl_worker_init] * 2
+
+
+# --------------------------------------------------------------------------- issue 16: links, resume, env, Ctrl-C
+def test_checkpoint_link_holds_the_file_name_and_resolves_from_anywhere(tmp_path, monkeypatch):
+    """VISSL links checkpoint.torch to f"{CHECKPOINT.DIR}/{name}": with a relative DIR (the quickstart's
+    ./checkpoints/quickstart) the link dangled, resolved from the launch folder instead of its own."""
+    launch, elsewhere = tmp_path / "launch", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (launch / "checkpoints" / "quickstart").mkdir(parents=True)
+    monkeypatch.chdir(launch)
+    folder = "./checkpoints/quickstart"
+    compat.atomic_save_checkpoint(folder, {"iteration": 1}, "model_final_checkpoint_phase1.torch")
+    compat.atomic_file_symlink(f"{folder}/model_final_checkpoint_phase1.torch", f"{folder}/checkpoint.torch")
+    link = launch / "checkpoints" / "quickstart" / "checkpoint.torch"
+    assert os.readlink(link) == "model_final_checkpoint_phase1.torch"
+    monkeypatch.chdir(elsewhere)
+    assert link.resolve() == launch / "checkpoints" / "quickstart" / "model_final_checkpoint_phase1.torch"
+    assert torch.load(link, weights_only=True)["iteration"] == 1
+
+
+def test_dangling_links_of_older_runs_are_followed_within_their_folder(tmp_path, monkeypatch):
+    from vissl_aasae import checkpoints
+
+    folder = tmp_path / "checkpoints" / "quickstart"
+    folder.mkdir(parents=True)
+    torch.save({"iteration": 1}, folder / "model_final_checkpoint_phase1.torch")
+    os.symlink("./checkpoints/quickstart/model_final_checkpoint_phase1.torch", folder / "checkpoint.torch")
+    monkeypatch.chdir(folder)  # the link's target does not exist from here
+    assert not os.path.exists(folder / "checkpoint.torch")
+    assert checkpoints.resolve(folder) == str(folder / "model_final_checkpoint_phase1.torch")
+    assert checkpoints.load(folder / "checkpoint.torch")["iteration"] == 1
+    assert compat.latest_checkpoint_file(str(folder), None) == "model_final_checkpoint_phase1.torch"
+
+
+def _vissl_state(iteration):
+    return {"iteration": iteration, "classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.ones(4096)}}}}}
+
+
+def test_resume_passes_over_a_truncated_checkpoint_and_says_so(tmp_path, capsys):
+    for i, name in enumerate(("model_iteration3.torch", "model_iteration6.torch")):
+        compat.atomic_save_checkpoint(str(tmp_path), _vissl_state(3 * (i + 1)), name)
+        time.sleep(0.02)
+    compat.atomic_file_symlink(str(tmp_path / "model_iteration6.torch"), str(tmp_path / "checkpoint.torch"))
+    newest = tmp_path / "model_iteration6.torch"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a disk that filled up, a copy cut short
+    assert compat.latest_checkpoint_file(str(tmp_path), None) == "model_iteration3.torch"
+    err = capsys.readouterr().err
+    assert f"resuming from {tmp_path / 'model_iteration3.torch'}, the newest complete checkpoint" in err
+    assert f"'{newest}' is truncated or corrupt" in err
+    newest.write_bytes(b"")  # nothing complete left at all
+    (tmp_path / "model_iteration3.torch").write_bytes(b"PK\x03\x04")
+    assert compat.latest_checkpoint_file(str(tmp_path), None) is None
+
+
+def test_environment_dump_leaves_secrets_out_unless_asked(caplog, monkeypatch):
+    """VISSL's train engine logs every environment variable at start-up (console and log.txt)."""
+    import logging
+
+    import vissl.engines.train
+
+    env = {"AWS_SECRET_ACCESS_KEY": "s3cr3t-value", "HF_TOKEN": "hf_abcdef", "OMP_NUM_THREADS": "2", "RANK": "0"}
+    with caplog.at_level(logging.INFO):
+        vissl.engines.train.print_system_env_info(env)
+    assert "s3cr3t-value" not in caplog.text and "hf_abcdef" not in caplog.text
+    assert "OMP_NUM_THREADS:\t2" in caplog.text
+    assert "2 other environment variables not logged" in caplog.text
+    caplog.clear()
+    monkeypatch.setitem(compat._ENVIRONMENT_LOGGING, "all", True)  # config.AASAE.LOG_ENVIRONMENT=True
+    with caplog.at_level(logging.INFO):
+        vissl.engines.train.print_system_env_info(env)
+    assert "HF_TOKEN:\thf_abcdef" in caplog.text
+
+
+def test_log_environment_switch_is_read_from_the_config():
+    _, config = compose(["config=pretrain/aasae/quickstart"])
+    assert compat.log_environment_setting(config) is False
+    _, config = compose(["config=pretrain/aasae/quickstart", "config.AASAE.LOG_ENVIRONMENT=True"])
+    assert compat.log_environment_setting(config) is True
+
+
+def test_ctrl_c_in_a_rank_is_not_swallowed_by_vissl(monkeypatch):
+    """VISSL's launch_distributed catches KeyboardInterrupt and reports success ("All Done!")."""
+    from vissl.utils import distributed_launcher
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compat.distributed_worker, "__wrapped__", interrupted)
+    with pytest.raises(compat.TrainingInterrupted):
+        distributed_launcher._distributed_worker(0, {"MACHINE": {}}, 0, "id", "train", None, "/tmp", None)
+    try:  # the exception VISSL's `except (KeyboardInterrupt, RuntimeError)` lets through
+        raise compat.TrainingInterrupted("x")
+    except (KeyboardInterrupt, RuntimeError):
+        pytest.fail("TrainingInterrupted must not be caught as a KeyboardInterrupt or RuntimeError")
+    except compat.TrainingInterrupted:
+        pass

@@ -124,15 +124,9 @@ def _is_local(path: str) -> bool:
 
 def check_finite_model(state, checkpoint_folder) -> None:
     """Raise FloatingPointError instead of writing a checkpoint whose weights hold NaN/inf."""
-    classy = state.get("classy_state_dict") if isinstance(state, dict) else None
-    model = ((classy or {}).get("base_model") or {}).get("model") or {}
-    bad = [
-        f"{part}.{name}"
-        for part, tensors in model.items()
-        if isinstance(tensors, dict)
-        for name, value in tensors.items()
-        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
-    ]
+    from vissl_aasae.checkpoints import non_finite_tensors
+
+    bad = non_finite_tensors(state)
     if bad:
         last = latest_checkpoint_file(checkpoint_folder, None) if os.path.isdir(checkpoint_folder) else None
         raise FloatingPointError(
@@ -162,14 +156,25 @@ def atomic_save_checkpoint(checkpoint_folder, state, checkpoint_file="checkpoint
     return full_filename
 
 
+def link_target(source, link) -> str:
+    """What ``link`` should hold to reach ``source`` from anywhere: the bare file name when both are in
+    one folder (VISSL's case), else the path relative to the link's folder."""
+    source_dir = os.path.dirname(os.path.abspath(source))
+    link_dir = os.path.dirname(os.path.abspath(link))
+    if source_dir == link_dir:
+        return os.path.basename(source)
+    return os.path.relpath(os.path.abspath(source), link_dir)
+
+
 def atomic_file_symlink(source, link):
-    """Point ``link`` at ``source`` by renaming a fresh link over it: never a moment without one."""
+    """Point ``link`` at ``source`` by renaming a fresh link over it: never a moment without one.
+    The link holds a target relative to its own folder (:func:`link_target`)."""
     if not (_is_local(source) and _is_local(link)):
         return atomic_file_symlink.__wrapped__(source, link)
     tmp = f"{link}.tmp{os.getpid()}"
     if os.path.lexists(tmp):
         os.remove(tmp)
-    os.symlink(source, tmp)
+    os.symlink(link_target(source, link), tmp)
     os.replace(tmp, link)
 
 
@@ -185,27 +190,68 @@ def patch_atomic_checkpoints():
     vissl_io.create_file_symlink = atomic_file_symlink
 
 
+_VERIFIED = {}  # (path, size, mtime) -> None or why the file is not a complete checkpoint
+_WARNED = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.warning(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def incomplete_reason(path: str):
+    """None when ``path`` is a complete checkpoint, else why not (cached per file version)."""
+    from vissl_aasae.checkpoints import verify
+
+    try:
+        stat = os.stat(path)
+    except OSError as err:
+        return str(err)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = verify(path)
+    return _VERIFIED[key]
+
+
+def resume_candidates(checkpoint_folder: str, skip_final: bool):
+    """Checkpoint names to resume from, best first: a final one, checkpoint.torch's target (the last
+    complete save), then the others newest first."""
+    names = [n for n in os.listdir(checkpoint_folder) if n.startswith("model_") and n.endswith(".torch")]
+    names = [n for n in names if "_shard" not in n]
+    order = []
+    if not skip_final:
+        order += sorted((n for n in names if n.startswith("model_final")), reverse=True)
+    link = os.path.join(checkpoint_folder, "checkpoint.torch")
+    if os.path.islink(link):
+        target = os.path.basename(os.readlink(link))  # older runs hold a target relative to the launch folder
+        if target in names and not (skip_final and target.startswith("model_final")):
+            order.append(target)
+    others = [n for n in names if not n.startswith("model_final")]
+    order += sorted(others, key=lambda n: os.path.getmtime(os.path.join(checkpoint_folder, n)), reverse=True)
+    return list(dict.fromkeys(order))
+
+
 def latest_checkpoint_file(checkpoint_folder: str, config, skip_final: bool = False, latest_checkpoint_resume_num: int = 1):
-    """The checkpoint to resume from: checkpoint.torch's target (the last complete save), else the newest file.
+    """The checkpoint to resume from: checkpoint.torch's target (the last complete save), else the newest file;
+    a file that is not a complete checkpoint (truncated, corrupt) is passed over, with a warning naming it.
 
     VISSL's own choice looks only at ``model_iteration*`` files when CHECKPOINT_ITER_FREQUENCY > 0
     (so an end-of-epoch ``model_phase*`` checkpoint written later is ignored) and ignores the link.
     """
     if not _is_local(checkpoint_folder) or latest_checkpoint_resume_num != 1:
         return latest_checkpoint_file.__wrapped__(checkpoint_folder, config, skip_final, latest_checkpoint_resume_num)
-    names = [n for n in os.listdir(checkpoint_folder) if n.startswith("model_") and n.endswith(".torch")]
-    finals = sorted(n for n in names if n.startswith("model_final") and "_shard" not in n)
-    if finals and not skip_final:
-        return finals[-1]
-    link = os.path.join(checkpoint_folder, "checkpoint.torch")
-    if os.path.islink(link) and os.path.exists(link):
-        target = os.path.basename(os.readlink(link))
-        if target in names and not (skip_final and target.startswith("model_final")):
-            return target
-    candidates = [n for n in names if "_shard" not in n and not n.startswith("model_final")]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda n: os.path.getmtime(os.path.join(checkpoint_folder, n)))
+    skipped = []
+    for name in resume_candidates(checkpoint_folder, skip_final):
+        why = incomplete_reason(os.path.join(checkpoint_folder, name))
+        if why is None:
+            if skipped:
+                _warn_once(f"resuming from {os.path.join(checkpoint_folder, name)}, the newest complete checkpoint; "
+                           f"passed over: {'; '.join(skipped)}")
+            return name
+        skipped.append(why)
+    return None
 
 
 @_once
@@ -315,6 +361,75 @@ def patch_orphaned_workers():
     vissl.data.build_dataloader = train_task.build_dataloader = build_dataloader_with_watched_workers
 
 
+# environment variables that carry no secrets: logged at start-up (all others only on request)
+HARMLESS_ENVIRONMENT = (
+    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "WORLD_SIZE", "RANK", "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NCCL_DEBUG", "NCCL_SOCKET_NTHREADS",
+    "NCCL_NSOCKS_PERTHREAD", "PYTHONHASHSEED", "SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NODEID",
+    "SLURM_NTASKS", "HOSTNAME", "VIRTUAL_ENV", "CONDA_DEFAULT_ENV",
+)
+_ENVIRONMENT_LOGGING = {"all": False}
+
+
+def log_environment_setting(cfg) -> bool:
+    """``config.AASAE.LOG_ENVIRONMENT`` (default False)."""
+    from vissl_aasae.settings import RunSettings
+
+    return RunSettings.from_config(cfg).log_environment
+
+
+def print_environment(current_env) -> None:
+    """VISSL's start-up dump of the environment, limited to :data:`HARMLESS_ENVIRONMENT` unless
+    ``config.AASAE.LOG_ENVIRONMENT`` is on."""
+    if _ENVIRONMENT_LOGGING["all"]:
+        return print_environment.__wrapped__(current_env)
+    shown = sorted(k for k in current_env if k in HARMLESS_ENVIRONMENT)
+    for key in shown:
+        logging.info(f"{key}:\t{current_env[key]}")
+    logging.info(
+        f"{len(current_env) - len(shown)} other environment variables not logged (they may hold secrets); "
+        "config.AASAE.LOG_ENVIRONMENT=True logs them all"
+    )
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C (SIGINT) during a run; an Exception, not a KeyboardInterrupt, because VISSL's launcher
+    swallows KeyboardInterrupt and reports success."""
+
+
+def distributed_worker(*args, **kwargs):
+    """VISSL's per-rank entry point with the plugin's run settings applied, and Ctrl-C turned into
+    :class:`TrainingInterrupted` (VISSL's launch_distributed would swallow the KeyboardInterrupt)."""
+    cfg = kwargs.get("cfg", args[1] if len(args) > 1 else None)
+    _ENVIRONMENT_LOGGING["all"] = log_environment_setting(cfg) if cfg is not None else False
+    try:
+        return distributed_worker.__wrapped__(*args, **kwargs)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted("interrupted (SIGINT)") from None
+
+
+@_once
+def patch_environment_dump():
+    """VISSL logs every environment variable (tokens, keys, passwords) to the console and log.txt at start-up."""
+    import vissl.engines.extract_cluster
+    import vissl.engines.extract_features
+    import vissl.engines.train
+    from vissl.utils import env
+
+    print_environment.__wrapped__ = env.print_system_env_info
+    for module in (env, vissl.engines.train, vissl.engines.extract_features, vissl.engines.extract_cluster):
+        module.print_system_env_info = print_environment
+
+
+@_once
+def patch_interrupts():
+    """VISSL's launch_distributed catches KeyboardInterrupt, logs "All Done!" and returns: an interrupted run exits 0."""
+    from vissl.utils import distributed_launcher
+
+    distributed_worker.__wrapped__ = distributed_launcher._distributed_worker
+    distributed_launcher._distributed_worker = distributed_worker
+
+
 def apply() -> None:
     """Apply every patch (idempotent)."""
     quiet_legacy_warnings()
@@ -324,6 +439,8 @@ def apply() -> None:
     patch_resume_choice()
     patch_empty_class_folders()
     patch_orphaned_workers()
+    patch_environment_dump()
+    patch_interrupts()
 
 
 # --------------------------------------------------------------------------- detectron2 v0.5

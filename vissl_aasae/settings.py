@@ -210,6 +210,12 @@ class RunSettings(Section):
     SUBSECTIONS: ClassVar[Tuple[str, ...]] = ("METRICS", "PERFORMANCE")
     max_iterations: Optional[int] = setting(None, "int", "stop after exactly N iterations; null: num_epochs",
                                             minimum=1, nullable=True)
+    overwrite_config: bool = setting(False, "bool", "a launch whose config differs from the train_config.yaml in "
+                                                    "CHECKPOINT.DIR rewrites it (False: it refuses, naming the keys)")
+    log_environment: bool = setting(False, "bool", "log every environment variable at start-up (VISSL's dump, "
+                                                   "secrets included); False: only harmless names")
+    max_unreadable_fraction: float = setting(0.25, "float", "the run stops when more than this share (0-1) of the "
+                                                            "images seen cannot be read", minimum=0)
 
 
 @dataclass(frozen=True)
