@@ -30,7 +30,7 @@ import os
 import sys
 
 import vissl_aasae  # noqa: F401  (patches and registrations)
-from vissl_aasae.config_check import ConfigError
+from vissl_aasae.config_check import ConfigError, check_npz_file
 from vissl_aasae.evaluation.frozen_trunk import evaluate_frozen_trunk, save_results, summary_line
 from vissl_aasae.launcher import compose
 
@@ -48,6 +48,16 @@ def data_overrides(spec: str):
     name, path = ("npz", "embedded") if fmt == "embedded" else (fmt, os.path.abspath(os.path.expanduser(path)))
     if path != "embedded" and not os.path.exists(path):
         raise ConfigError(f"--data {spec!r}: {path} does not exist")
+    if name == "npz":
+        check_npz_file(path, f"--data {spec!r}")
+    else:
+        from vissl_aasae.data.aasae_array import load_arrays
+
+        for split in ("train", "test"):  # a clear line now rather than a traceback in the data loader
+            try:
+                load_arrays(name, path, split)
+            except (ValueError, OSError, EOFError, KeyError) as err:
+                raise ConfigError(f"--data {spec!r}: {' '.join(str(err).split())}") from None
     overrides = []
     for split in ("TRAIN", "TEST"):
         overrides += [

@@ -96,6 +96,20 @@ def test_two_process_run_uses_the_plugin_in_both_ranks(tmp_path):
         (["config=pretrain/aasae/quickstart", "config.LOSS.name=aasae_los"], "LOSS.name='aasae_los' is not a registered component"),
         (["config=pretrain/aasae/quickstart", "config.MODEL.TRUNK.NAME=aasae_resnett"], "MODEL.TRUNK.NAME='aasae_resnett'"),
         (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.COLLATE_FUNCTION=aasae_colator"], "COLLATE_FUNCTION='aasae_colator'"),
+        # issue 16, item 7: tracebacks (or silence) where a line belongs
+        (["config=pretrain/aasae/nonexistent"], "AASAE configs: pretrain/aasae/{cifar10,imagenet,quickstart,stl10}"),
+        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=0"],
+         "DATA.TRAIN.DATA_LIMIT=0 must be -1 (all the data) or a positive number of images"),
+        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=6000"],
+         "DATA.TRAIN.DATA_LIMIT=6000 is more than the 5000 images of DATA.TRAIN.DATA_PATHS[0] (npz at 'embedded')"),
+        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATASET_NAMES=[mnist]"],
+         "DATA.TRAIN.DATASET_NAMES[0]='mnist' is not an aasae_array format"),
+        (["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=cpuu"],
+         "MACHINE.DEVICE='cpuu' is not supported; allowed: ['cpu', 'gpu']"),
+        (["config=pretrain/aasae/quickstart", "config.OPTIMIZER.num_epochs=0"], "OPTIMIZER.num_epochs=0 must be a positive integer"),
+        pytest.param(["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=gpu"],
+                     "error: MACHINE.DEVICE=gpu but this machine has no CUDA GPU; on CPU set config.MACHINE.DEVICE=cpu",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle):
@@ -118,3 +132,38 @@ def test_rank_threads_share_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     for ranks, threads in ((1, 4), (2, 2), (8, 1)):
         assert rank_threads(OmegaConf.create({"DISTRIBUTED": {"NUM_PROC_PER_NODE": ranks}})) == threads
+
+
+def test_unknown_config_lists_the_aasae_configs_not_vissls():
+    from vissl_aasae.config_check import ConfigError
+    from vissl_aasae.launcher import compose
+
+    with pytest.raises(ConfigError) as err:
+        compose(["config=pretrain/aasae/imagenett"])
+    message = str(err.value)
+    assert "resnet50_synthetic" not in message
+    assert "Could not find 'config/pretrain/aasae/imagenett'" in message
+    for name in ("benchmark/aasae/knn/{cifar10,imagenet1k,quickstart,stl10}", "+config/pretrain/aasae/variant={aaae,aasae,ae,vae}"):
+        assert name in message
+
+
+@pytest.mark.parametrize("layout,needle", [
+    ("flat", "holds 3 images but no class sub-folders: disk_folder reads <root>/<class>/<image>"),
+    ("unregistered", "DATA.TRAIN.DATASET_NAMES[0]='my_pictures' is not registered in VISSL's dataset catalog"),
+])
+def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle):
+    from PIL import Image
+
+    root = tmp_path / "pictures"
+    folder = root if layout == "flat" else root / "cls"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(folder / f"{i}.png")
+    extra = ["config.DATA.TRAIN.DATASET_NAMES=[my_pictures]"] if layout == "unregistered" else []
+    out = run_launcher(["config=pretrain/aasae/imagenet", *CPU_OVERRIDES, "config.AASAE.MAX_ITERATIONS=null",
+                        f"config.DATA.TRAIN.DATA_PATHS=[{root}]", *extra, f"config.CHECKPOINT.DIR={tmp_path / 'ck'}"],
+                       cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], out.stderr[-2000:]
+    assert not (tmp_path / "ck").exists()

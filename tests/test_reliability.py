@@ -1,19 +1,23 @@
-"""Kill and resume, checkpoint integrity, divergence, bad data, bad configs."""
+"""Kill and resume, checkpoint integrity, divergence, bad data, bad configs; what a run guarantees (issue 16)."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import CPU_OVERRIDES, LAUNCHER, run_launcher
+from conftest import CPU_OVERRIDES, LAUNCHER, REPO, run_launcher
 from fake_data import write_image_folder
 from vissl_aasae import compat
+from vissl_aasae.launcher import LOCK_FILE, RunLock, RunLocked, compose, write_config
 
 TINY = ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64",
         "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=16", "config.LOG_FREQUENCY=1",
@@ -128,7 +132,8 @@ def test_bad_images_are_skipped_counted_and_reported(tmp_path):
     Image.fromarray(np.full((240, 240, 4), 200, np.uint8), "RGBA").save(root / "b" / "rgba.png")
     overrides = ["config=pretrain/aasae/imagenet", "+config/pretrain/aasae/models=resnet18", *CPU_OVERRIDES,
                  f"config.DATA.TRAIN.DATA_PATHS=[{root}]", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=7",
-                 "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}"]
+                 "config.OPTIMIZER.num_epochs=1", "config.AASAE.MAX_ITERATIONS=null",
+                 f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}"]
     out = run_launcher(overrides, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "AASAE data: 1 of 7 images could not be read and were left out" in out.stdout
@@ -148,7 +153,7 @@ def test_empty_data_folder_fails_at_start_with_its_path(tmp_path):
     (["config.DATA.TRAIN.DATA_LIMIT=40", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=32",
       "config.DISTRIBUTED.NUM_PROC_PER_NODE=2"], "DATA_LIMIT=40 is smaller than one global batch"),
     (["config.LOSS.aasae_loss.kl_coeff=-1"], "kl_coeff=-1"),
-    (["config.MODEL.AASAE.NUM_SAMPLES=0"], "num_samples=0"),
+    (["config.MODEL.AASAE.NUM_SAMPLES=0"], "MODEL.AASAE.NUM_SAMPLES=0 must be >= 1"),
     (["config.MODEL.AASAE.LOG_SCALE=nan"], "LOG_SCALE=nan"),
     (["+config.MODEL.AASAE.LATENT=64"], "MODEL.AASAE has unknown keys ['LATENT']"),
     (["config.DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input=noisy"], "input='noisy'"),
@@ -159,3 +164,313 @@ def test_bad_knobs_are_named_before_training(tmp_path, overrides, needle):
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
     assert needle in out.stderr
     assert not any(name.endswith(".torch") for name in os.listdir(tmp_path))
+
+
+# --------------------------------------------------------------------------- issue 16: nothing lost, nothing leaked
+SECRET = "tok_4f3c2b1a-do-not-log"
+IMAGENET_CPU = ["config=pretrain/aasae/imagenet", "+config/pretrain/aasae/models=resnet18", *CPU_OVERRIDES,
+                "config.AASAE.MAX_ITERATIONS=null", "config.OPTIMIZER.num_epochs=1"]
+
+
+def tool(name, args, cwd, env=None):
+    folder = "benchmarks" if name == "evaluate.py" else "tools"
+    return subprocess.run([sys.executable, str(REPO / folder / name), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, **(env or {})))
+
+
+def error_line(out):
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture(scope="module")
+def relative_run(tmp_path_factory):
+    """The quickstart's way: a relative CHECKPOINT.DIR (./checkpoints/run), with a secret in the environment."""
+    launch = tmp_path_factory.mktemp("launch")
+    out = run_launcher([*TINY, "config.OPTIMIZER.num_epochs=1", "config.CHECKPOINT.DIR=./checkpoints/run"], cwd=launch,
+                       env={"AASAE_TEST_API_TOKEN": SECRET})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    folder = launch / "checkpoints" / "run"
+    return SimpleNamespace(launch=launch, folder=folder, out=out, config=(folder / "train_config.yaml").read_bytes())
+
+
+@pytest.mark.slow
+def test_checkpoint_link_of_a_relative_checkpoint_dir_resolves_from_anywhere(relative_run, tmp_path):
+    link = relative_run.folder / "checkpoint.torch"
+    assert os.readlink(link) == "model_final_checkpoint_phase0.torch"
+    out = tool("aasae_export.py", ["--input", str(link), "--output", str(tmp_path / "rn18.pth")], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((tmp_path / "rn18.pth.json").read_text())["arch"] == "resnet18"
+
+
+@pytest.mark.slow
+def test_environment_secrets_stay_out_of_the_console_and_log(relative_run):
+    log = (relative_run.folder / "log.txt").read_text()
+    for text in (relative_run.out.stdout, relative_run.out.stderr, log):
+        assert SECRET not in text and "AASAE_TEST_API_TOKEN" not in text
+    assert "environment variables not logged (they may hold secrets)" in log
+
+
+@pytest.mark.slow
+def test_a_finished_run_keeps_its_record(relative_run):
+    """Same command again: "already succeeded", record untouched; other values: refused, naming the keys;
+    a rejected launch (a bad value) leaves it as it was, byte for byte."""
+    record = relative_run.folder / "train_config.yaml"
+    base = [*TINY, "config.OPTIMIZER.num_epochs=1", "config.CHECKPOINT.DIR=./checkpoints/run"]
+    again = run_launcher(base, cwd=relative_run.launch, timeout=300)
+    assert again.returncode == 0 and "Training already succeeded" in again.stdout
+    other = run_launcher([*base, "config.OPTIMIZER.num_epochs=2", "config.DATA.TRAIN.DATA_LIMIT=32"],
+                         cwd=relative_run.launch, timeout=300)
+    assert other.returncode == 2
+    line = error_line(other)
+    assert line.startswith("error: CHECKPOINT.DIR='./checkpoints/run' holds a run with another config"), line
+    assert "OPTIMIZER.num_epochs: 1 -> 2" in line and "DATA.TRAIN.DATA_LIMIT: 64 -> 32" in line
+    assert "config.AASAE.OVERWRITE_CONFIG=True" in line
+    rejected = run_launcher([*base, "config.MODEL.AASAE.LATENT_DIM=0"], cwd=relative_run.launch, timeout=300)
+    assert rejected.returncode == 2 and "MODEL.AASAE.LATENT_DIM=0 must be >= 1" in error_line(rejected)
+    assert record.read_bytes() == relative_run.config
+    assert not (relative_run.folder / LOCK_FILE).exists()
+
+
+def _record(folder, overrides=()):
+    """A run folder as a training launch leaves it: the composed config written as its record."""
+    _, config = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={folder}", *overrides])
+    write_config(config)
+    return (folder / "train_config.yaml").read_bytes()
+
+
+def test_composing_writes_nothing(tmp_path, monkeypatch):
+    """VISSL's convert_to_attrdict dumped the config into CHECKPOINT.DIR on every compose."""
+    run = tmp_path / "run"
+    run.mkdir()
+    before = _record(run)
+    monkeypatch.chdir(tmp_path)
+    compose(["config=pretrain/aasae/quickstart"])  # CHECKPOINT.DIR ./checkpoints/quickstart
+    compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={run}", "config.OPTIMIZER.num_epochs=7"])
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    assert (run / "train_config.yaml").read_bytes() == before
+
+
+def test_tools_leave_a_runs_record_alone(tmp_path):
+    """tools/aasae_extract_features.py config=... rewrote the run's train_config.yaml (num_epochs, DATA_LIMIT)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    before = _record(run, ["config.OPTIMIZER.num_epochs=1", "config.DATA.TRAIN.DATA_LIMIT=256"])
+    out = tool("aasae_extract_features.py", ["--checkpoint", str(run / "missing.torch"), "--output-dir",
+                                             str(tmp_path / "features"), "config=pretrain/aasae/quickstart",
+                                             f"config.CHECKPOINT.DIR={run}"], cwd=tmp_path)
+    assert out.returncode == 2 and "missing.torch" in error_line(out)
+    assert (run / "train_config.yaml").read_bytes() == before
+
+
+def test_a_launch_with_another_config_refuses_unless_told_to_overwrite(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    before = _record(run, ["config.OPTIMIZER.num_epochs=1"])
+    base = ["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={run}", "config.DATA.TRAIN.DATA_LIMIT=64"]
+    out = run_launcher([*base, "config.MODEL.AASAE.LATENT_DIM=64"], cwd=tmp_path, timeout=300)
+    assert out.returncode == 2
+    line = error_line(out)
+    assert "3 keys differ" in line and "MODEL.AASAE.LATENT_DIM: 128 -> 64" in line
+    assert "OPTIMIZER.num_epochs: 1 -> 2" in line and "DATA.TRAIN.DATA_LIMIT: 1280 -> 64" in line
+    assert (run / "train_config.yaml").read_bytes() == before and sorted(os.listdir(run)) == ["train_config.yaml"]
+    from vissl_aasae.launcher import check_recorded_config
+
+
+    _, config = compose([*base, "config.MODEL.AASAE.LATENT_DIM=64", "config.AASAE.OVERWRITE_CONFIG=True"])
+    assert check_recorded_config(config, str(run)) is True
+    _, same = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={run}", "config.OPTIMIZER.num_epochs=1",
+                       "config.AASAE.LOG_ENVIRONMENT=True"])
+    assert check_recorded_config(same, str(run)) is False  # the switches are not part of the run
+
+
+LOCK_HOLDER = """
+import sys, time
+from vissl_aasae.launcher import RunLock
+RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_launch_into_a_running_folder_refuses_naming_pid_and_host(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = run_launcher([*TINY, "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path,
+                           timeout=300)
+        assert out.returncode == 2
+        line = error_line(out)
+        assert line.startswith(f"error: CHECKPOINT.DIR='{tmp_path}' is in use by another run: PID {holder.pid} "
+                               f"on host {socket.gethostname()}"), line
+        assert sorted(os.listdir(tmp_path)) == [LOCK_FILE]  # no record, no log, no checkpoint of the second launch
+        with pytest.raises(RunLocked, match=f"PID {holder.pid}"):
+            RunLock(str(tmp_path)).acquire()
+    finally:
+        holder.kill()  # dies holding the lock: the OS releases it, the file stays
+        holder.wait()
+    assert (tmp_path / LOCK_FILE).exists()
+    lock = RunLock(str(tmp_path)).acquire()
+    assert lock.stale == f"PID {holder.pid} on host {socket.gethostname()}"
+    assert (tmp_path / LOCK_FILE).read_text().startswith(f"pid={os.getpid()} ")
+    lock.release()
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
+def test_a_folder_without_a_complete_checkpoint_is_not_resumed_from(tmp_path):
+    broken = tmp_path / "model_phase0.torch"
+    compat.atomic_save_checkpoint(str(tmp_path), {"iteration": 1}, broken.name)
+    broken.write_bytes(broken.read_bytes()[:100])
+    out = run_launcher([*TINY, "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path,
+                       timeout=300)
+    assert out.returncode == 2
+    line = error_line(out)
+    assert "holds no complete checkpoint to resume from" in line and f"'{broken}' is truncated" in line, line
+    assert sorted(os.listdir(tmp_path)) == [broken.name]
+
+
+@pytest.mark.slow
+def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
+    command = [*TINY, "config.OPTIMIZER.num_epochs=2", "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=2",
+               "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1", f"config.CHECKPOINT.DIR={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, str(LAUNCHER), *command], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not (tmp_path / "model_phase0.torch").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    newest = tmp_path / os.readlink(tmp_path / "checkpoint.torch")
+    assert newest.name == "model_phase0.torch", sorted(os.listdir(tmp_path))
+    newest.write_bytes(newest.read_bytes()[:4096])  # cut short
+    out = run_launcher(command, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # model_iteration4 is the same step as the end-of-epoch save (4 iterations per epoch), written just before it
+    assert f"resuming from {tmp_path}/model_iteration4.torch, the newest complete checkpoint; passed over: " \
+           f"checkpoint '{newest}' is truncated" in out.stderr
+    assert [r["iteration"] for r in metrics(tmp_path)][-4:] == [4, 5, 6, 7]
+    assert torch.load(tmp_path / "checkpoint.torch", weights_only=True)["iteration"] == 8
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_without_saving_anything_partial(tmp_path):
+    command = [sys.executable, str(LAUNCHER), *TINY, "config.DATA.TRAIN.DATA_LIMIT=512", "config.OPTIMIZER.num_epochs=1",
+               f"config.CHECKPOINT.DIR={tmp_path}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and len(metrics(tmp_path)) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted (SIGINT)")
+    assert "All Done!" not in stdout + stderr
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".torch") or ".tmp" in n or n == LOCK_FILE]
+    assert len(metrics(tmp_path)) < 32  # it stopped in the middle of the epoch
+
+
+@pytest.mark.slow
+def test_a_folder_of_unreadable_images_stops_naming_them(tmp_path):
+    root = tmp_path / "train"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(24):
+            (root / cls / f"{cls}{i}.jpg").write_bytes(b"not an image at all")
+    out = run_launcher([*IMAGENET_CPU, f"config.DATA.TRAIN.DATA_PATHS=[{root}]", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=8",
+                        f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}"], cwd=tmp_path)
+    assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
+    line = error_line(out)
+    assert line.startswith("error: 16 of the 16 images seen so far could not be read (more than "
+                           "AASAE.MAX_UNREADABLE_FRACTION=0.25), e.g. " + str(root)), line
+    assert not [n for n in os.listdir(tmp_path / "ckpt") if n.endswith(".torch")]
+
+
+def _batch(valid, invalid, first_index=0):
+    from vissl_aasae.data.aasae_collator import aasae_collator
+    from vissl_aasae.data.aasae_views import ViewPair
+
+    pair = ViewPair((torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)))
+    samples = [{"data": [pair], "label": [0], "data_valid": [1 if i < valid else -1], "data_idx": [first_index + i]}
+               for i in range(valid + invalid)]
+    return aasae_collator(samples)
+
+
+def test_unreadable_images_are_counted_once_and_empty_batches_skipped():
+    """All-bad batches were kept (gray placeholders trained on) and counted twice ("48 of 96" for 48 images)."""
+    from vissl_aasae.hooks.aasae_data_report_hook import AASAEDataReportHook, UnreadableDataError
+
+    batches = [_batch(6, 1), _batch(0, 8, 100), _batch(8, 0), _batch(0, 8, 200)]
+    hook = AASAEDataReportHook()
+    task = SimpleNamespace(train=True, data_iterator=iter(batches), iteration=0, device=torch.device("cpu"),
+                           config={"AASAE": {"MAX_UNREADABLE_FRACTION": 1.0}}, datasets={})
+    hook.on_phase_start(task)
+    served = list(task.data_iterator)
+    assert [b["data"][0].shape[0] for b in served] == [6, 8]  # the batches without a readable image never reach the model
+    assert (hook.invalid, hook.seen, hook.skipped_batches) == (17, 31, 2)
+    # a phase in which nothing at all can be read stops at its end, naming the images, whatever the fraction
+    task.data_iterator = iter([_batch(0, 8, 300), _batch(0, 8, 400)])
+    hook.on_phase_start(task)
+    with pytest.raises(UnreadableDataError, match=r"no image of this epoch could be read \(33 of 47 .* e.g. image 6 of the data, image 100"):
+        list(task.data_iterator)
+    assert (hook.invalid, hook.seen) == (33, 47)
+
+
+def test_too_many_unreadable_images_stop_once_judged():
+    from vissl_aasae.hooks.aasae_data_report_hook import AASAEDataReportHook, UnreadableDataError
+
+    hook = AASAEDataReportHook()
+    task = SimpleNamespace(train=True, data_iterator=iter([_batch(4, 4, 8 * i) for i in range(6)]), iteration=3,
+                           device=torch.device("cpu"), config={"AASAE": {"MAX_UNREADABLE_FRACTION": 0.25}}, datasets={})
+    hook.on_phase_start(task)
+    with pytest.raises(UnreadableDataError, match=r"^16 of the 32 images seen so far could not be read \(more than "
+                                                  r"AASAE.MAX_UNREADABLE_FRACTION=0.25\), e.g. image 4 of the data"):
+        list(task.data_iterator)
+
+
+def test_evaluation_writes_only_its_output(tmp_path):
+    """benchmarks/evaluate.py created ./checkpoints/... (the eval config dumped by VISSL) besides --output."""
+    work = tmp_path / "work"
+    work.mkdir()
+    out = tool("evaluate.py", ["--random-init", "--output", str(tmp_path / "results" / "r.json"),
+                               "config.DATA.TRAIN.DATA_LIMIT=32", "config.DATA.TEST.DATA_LIMIT=16",
+                               "config.AASAE_EVAL.METHODS=[knn]"], cwd=work)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert os.listdir(work) == [] and os.listdir(tmp_path / "results") == ["r.json"]
+
+
+def test_evaluation_refuses_a_text_file_as_data_or_checkpoint_and_a_truncated_checkpoint(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not data\n")
+    out = tool("evaluate.py", ["--random-init", "--data", f"npz:{notes}"], cwd=tmp_path)
+    assert out.returncode == 2 and error_line(out) == f"error: --data 'npz:{notes}': '{notes}' is not a numpy .npz archive"
+    out = tool("evaluate.py", ["--checkpoint", str(notes), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
+    assert out.returncode == 2
+    assert error_line(out) == (f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{notes}' is not a PyTorch checkpoint "
+                               "(neither a torch zip archive nor a pickle)")
+    cut = tmp_path / "model_phase9.torch"  # a copy cut short
+    torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.ones(50000)}}}}}, cut)
+    cut.write_bytes(cut.read_bytes()[:10000])
+    out = tool("evaluate.py", ["--checkpoint", str(cut), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
+    assert out.returncode == 2
+    assert error_line(out) == (f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{cut}' is truncated or corrupt "
+                               "(an incomplete zip archive: no end record)")
+    assert sorted(os.listdir(tmp_path)) == [cut.name, "notes.txt"]
+
+
+class _Payload:
+    """Unpickling it runs code that writes a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def test_evaluation_loads_a_checkpoint_without_running_its_code(tmp_path):
+    marker, evil = tmp_path / "PWNED", tmp_path / "authors_checkpoint.torch"
+    torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": {}, "heads": {}}}}, "x": _Payload(marker)}, evil)
+    out = tool("evaluate.py", ["--checkpoint", str(evil), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
+    assert out.returncode == 2
+    assert error_line(out).startswith(f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{evil}' was not loaded: it holds exec")
+    assert not marker.exists()

@@ -1,12 +1,18 @@
 """Checks a composed VISSL config before any work starts; each error names the offending key.
 
 Used by the launcher: unknown component names (trunk, heads, loss, collator, data sources,
-transforms), data paths that do not exist or are empty, and AASAE's own pairings (projection
-head followed by the decoder head, matching latent sizes, the view transform and collator).
+transforms, data set names), data paths that do not exist or are empty, image folders without class
+sub-folders, ``DATA_LIMIT`` values the data cannot give, the device, the number of epochs, the
+plugin's run switches (``config.AASAE``), and AASAE's own pairings (projection head followed by the
+decoder head, matching latent sizes, the view transform and collator).  :func:`check_resume` runs
+just before a training launch: a folder whose checkpoints are all incomplete is not resumed from.
 """
 import os
 
 import torchvision.transforms as T
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+DEVICES = ("cpu", "gpu")
 
 
 class ConfigError(ValueError):
@@ -32,6 +38,125 @@ def _check_transforms(transforms, key):
 
 def _has_files(folder) -> bool:
     return any(files for _, _, files in os.walk(folder))
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def _count_folder_images(root: str, stop_above: int) -> int:
+    """Images in the class sub-folders of ``root`` (as ImageFolder reads them), counting stops above ``stop_above``."""
+    count = 0
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if not entry.is_dir():
+            continue
+        for _, _, files in os.walk(entry.path, followlinks=True):
+            count += sum(1 for f in files if _is_image(f))
+            if count > stop_above:
+                return count
+    return count
+
+
+def _check_image_folder(path: str, key: str) -> None:
+    """disk_folder reads <root>/<class>/<image>: images directly in the root and no class folder are refused."""
+    subfolders = [e for e in os.scandir(path) if e.is_dir()]
+    loose = [e.name for e in os.scandir(path) if e.is_file() and _is_image(e.name)]
+    if not any(_has_files(e.path) for e in subfolders):
+        if loose:
+            raise ConfigError(
+                f"{key}={path!r} holds {len(loose)} images but no class sub-folders: disk_folder reads "
+                f"<root>/<class>/<image>; move the images into a sub-folder (e.g. {os.path.join(path, 'all')})"
+            )
+        raise ConfigError(f"{key}={path!r} holds no image files")
+
+
+def _array_size(name: str, path: str, split: str, hold_out: int):
+    """Images an aasae_array source holds for ``split`` (after HOLD_OUT); None when unknown."""
+    from vissl_aasae.data.aasae_array import load_arrays
+
+    if name == "stl10_unlabeled":
+        folder = os.path.join(os.path.expanduser(path), "stl10_binary")
+        folder = folder if os.path.isdir(folder) else os.path.expanduser(path)
+        file = os.path.join(folder, "unlabeled_X.bin")
+        total = os.path.getsize(file) // (3 * 96 * 96) if os.path.isfile(file) else None
+    else:
+        try:
+            total = len(load_arrays(name, path, split)[0])
+        except (ValueError, FileNotFoundError, OSError) as err:
+            raise ConfigError(f"DATA.{split.upper()}.DATA_PATHS entry {path!r} ({name}): {' '.join(str(err).split())}") from None
+    if total is None:
+        return None
+    if isinstance(hold_out, bool) or not isinstance(hold_out, int) or not 0 <= hold_out < total:
+        raise ConfigError(f"DATA.{split.upper()}.HOLD_OUT={hold_out!r} must be an integer from 0 to {total - 1} "
+                          f"({name} at {path!r} has {total} {split} images)")
+    return total - hold_out
+
+
+def check_npz_file(path: str, key: str) -> None:
+    """An aasae_array ``npz`` path must be a numpy .npz archive (numpy's own error on a text file talks of pickles)."""
+    import zipfile
+
+    if str(path) == "embedded":
+        return
+    file = os.path.expanduser(str(path))
+    if not os.path.isfile(file):
+        raise ConfigError(f"{key}: {path!r} is not a file (the npz format reads one .npz archive)")
+    if not zipfile.is_zipfile(file):
+        raise ConfigError(f"{key}: {path!r} is not a numpy .npz archive")
+
+
+def _check_dataset_names(config, split) -> None:
+    from vissl.data.dataset_catalog import VisslDatasetCatalog
+
+    from vissl_aasae.data.aasae_array import FORMATS
+
+    data = config.DATA[split]
+    key = f"DATA.{split}"
+    names, sources = list(data.DATASET_NAMES), list(data.DATA_SOURCES)
+    if len(names) != len(sources):
+        raise ConfigError(f"{key}.DATASET_NAMES={names} and {key}.DATA_SOURCES={sources} differ in length")
+    if data.DATA_PATHS and len(data.DATA_PATHS) != len(sources):
+        raise ConfigError(f"{key}.DATA_PATHS={list(data.DATA_PATHS)} and {key}.DATA_SOURCES={sources} differ in length")
+    for i, (name, source) in enumerate(zip(names, sources)):
+        if source == "synthetic":
+            continue
+        if source == "aasae_array" and name not in FORMATS:
+            raise ConfigError(f"{key}.DATASET_NAMES[{i}]={name!r} is not an aasae_array format; allowed: {list(FORMATS)}")
+        if source == "aasae_array" and name == "npz" and i < len(data.DATA_PATHS):
+            check_npz_file(data.DATA_PATHS[i], f"{key}.DATA_PATHS[{i}]")
+        looked_up = not data.DATA_PATHS or not data.LABEL_PATHS
+        if looked_up and not VisslDatasetCatalog.has_data(name):
+            known = sorted(VisslDatasetCatalog.list())
+            raise ConfigError(
+                f"{key}.DATASET_NAMES[{i}]={name!r} is not registered in VISSL's dataset catalog "
+                f"(known: {known[:20]}{' ...' if len(known) > 20 else ''})"
+            )
+
+
+def _check_data_limit(config, split) -> None:
+    data = config.DATA[split]
+    key = f"DATA.{split}.DATA_LIMIT"
+    limit = data.get("DATA_LIMIT", -1)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit == 0 or limit < -1:
+        raise ConfigError(f"{key}={limit!r} must be -1 (all the data) or a positive number of images")
+    skip = int((data.get("DATA_LIMIT_SAMPLING") or {}).get("SKIP_NUM_SAMPLES", 0) or 0)
+    hold_out = data.get("HOLD_OUT", 0) or 0
+    if limit < 0 and not hold_out:
+        return
+    for i, (source, path) in enumerate(zip(data.DATA_SOURCES, data.DATA_PATHS)):
+        name = data.DATASET_NAMES[i] if i < len(data.DATASET_NAMES) else None
+        if source == "disk_folder" and limit > 0:
+            size = _count_folder_images(os.path.expanduser(str(path)), limit + skip)
+        elif source == "aasae_array":
+            size = _array_size(name, str(path), split.lower(), hold_out)
+        else:
+            continue
+        if limit > 0 and size is not None and limit + skip > size:
+            where = f"{name} at {path!r}" if source == "aasae_array" else repr(path)
+            raise ConfigError(
+                f"{key}={limit}{f' (+ SKIP_NUM_SAMPLES {skip})' if skip else ''} is more than the {size} images "
+                f"of DATA.{split}.DATA_PATHS[{i}] ({where}); lower it, or -1 for all of them"
+            )
 
 
 def _check_batch(config, split):
@@ -62,8 +187,12 @@ def _check_data(config, split):
             continue
         if not os.path.exists(os.path.expanduser(str(path))):
             raise ConfigError(f"{key}.DATA_PATHS[{i}]={path!r} does not exist")
-        if source == "disk_folder" and not _has_files(path):
-            raise ConfigError(f"{key}.DATA_PATHS[{i}]={path!r} holds no image files")
+        if source == "disk_folder":
+            if not os.path.isdir(os.path.expanduser(str(path))) or not _has_files(path):
+                raise ConfigError(f"{key}.DATA_PATHS[{i}]={path!r} holds no image files")
+            _check_image_folder(os.path.expanduser(str(path)), f"{key}.DATA_PATHS[{i}]")
+    _check_dataset_names(config, split)
+    _check_data_limit(config, split)
     _check_transforms(data.TRANSFORMS, f"{key}.TRANSFORMS")
     _check_batch(config, split)
     from vissl.data.collators import COLLATOR_REGISTRY
@@ -113,6 +242,67 @@ def _check_aasae(config):
     AASAELossCriterion(kl)  # validates LOSS.aasae_loss.kl_coeff
 
 
+def _check_run_settings(config) -> None:
+    """``MACHINE.DEVICE``, ``OPTIMIZER.num_epochs`` and the plugin's run switches in ``config.AASAE``."""
+    device = config.MACHINE.DEVICE
+    if device not in DEVICES:
+        raise ConfigError(f"MACHINE.DEVICE={device!r} is not supported; allowed: {list(DEVICES)}")
+    epochs = config.OPTIMIZER.get("num_epochs")
+    if not config.TEST_ONLY and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ConfigError(f"OPTIMIZER.num_epochs={epochs!r} must be a positive integer")
+    from vissl_aasae.settings import validate
+
+    try:  # every plugin section (MODEL.AASAE, AASAE, AASAE_EVAL...): unknown keys, types, allowed values
+        validate(config, fill=False)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    fraction = max_unreadable_fraction(config)
+    if not 0 <= fraction <= 1:
+        raise ConfigError(f"AASAE.MAX_UNREADABLE_FRACTION={fraction!r} must be between 0 and 1")
+
+
+def max_unreadable_fraction(config) -> float:
+    """``config.AASAE.MAX_UNREADABLE_FRACTION``: the share of the images seen that may be unreadable."""
+    from vissl_aasae.settings import RunSettings
+
+    return RunSettings.from_config(config).max_unreadable_fraction
+
+
+def _check_device_available(config) -> None:
+    """MACHINE.DEVICE=gpu needs NUM_PROC_PER_NODE GPUs here (VISSL's assertion blames NUM_PROC_PER_NODE)."""
+    if config.MACHINE.DEVICE != "gpu":
+        return
+    import torch
+
+    wanted = int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found == 0:
+        raise ConfigError(
+            "MACHINE.DEVICE=gpu but this machine has no CUDA GPU; on CPU set config.MACHINE.DEVICE=cpu "
+            "config.DISTRIBUTED.BACKEND=gloo"
+        )
+    if wanted > found:
+        raise ConfigError(f"DISTRIBUTED.NUM_PROC_PER_NODE={wanted} but this machine has {found} CUDA GPUs")
+
+
+def check_resume(config) -> None:
+    """Before a training launch that resumes (AUTO_RESUME): refuse a folder whose checkpoints are all
+    incomplete (truncated, corrupt) instead of crashing on one or silently starting afresh over them."""
+    folder = str(config.CHECKPOINT.DIR)
+    if not config.CHECKPOINT.AUTO_RESUME or "://" in folder or not os.path.isdir(folder):
+        return
+    from vissl_aasae import compat
+
+    skip_final = bool(config.CHECKPOINT.OVERWRITE_EXISTING)
+    names = compat.resume_candidates(folder, skip_final)
+    if names and compat.latest_checkpoint_file(folder, config, skip_final) is None:
+        reasons = [compat.incomplete_reason(os.path.join(folder, n)) for n in names]
+        raise ConfigError(
+            f"CHECKPOINT.DIR={folder!r} holds no complete checkpoint to resume from ({'; '.join(reasons[:3])}); "
+            "move the broken files away, or set config.CHECKPOINT.AUTO_RESUME=False to start afresh"
+        )
+
+
 def _check_model_builds(config):
     """Build the model on the meta device: every constructor check runs, no memory is allocated."""
     import torch
@@ -129,6 +319,7 @@ def check_config(config) -> None:
     from vissl.models.heads import MODEL_HEADS_REGISTRY
     from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
 
+    _check_run_settings(config)
     _known(config.MODEL.TRUNK.NAME, MODEL_TRUNKS_REGISTRY, "MODEL.TRUNK.NAME")
     for i, head in enumerate(config.MODEL.HEAD.PARAMS):
         _known(head[0], MODEL_HEADS_REGISTRY, f"MODEL.HEAD.PARAMS[{i}][0]")
@@ -142,3 +333,4 @@ def check_config(config) -> None:
     if config.LOSS.name == "aasae_loss":
         _check_aasae(config)
     _check_model_builds(config)
+    _check_device_available(config)

@@ -3,70 +3,295 @@
 Same arguments as VISSL's tool (``config=...`` plus Hydra overrides).  Differences: the plugin is
 imported here, in every rank spawned by ``torch.multiprocessing`` (through the hook generator,
 pickled by reference) and in DataLoader workers (transforms unpickle by qualified name);
-CPU ranks share the cores instead of each taking all of them; and a bad config (unknown name,
-unknown component, missing data) stops before any work with one line naming the culprit.
+CPU ranks share the cores instead of each taking all of them; and what a run guarantees (README):
+
+- :func:`compose` is the one way configs are composed (launcher and every tool): it has no side
+  effects (VISSL's ``convert_to_attrdict`` would dump the config into ``CHECKPOINT.DIR``);
+- a bad config (unknown name, unknown component, missing data) stops before any work with one line
+  naming the culprit (exit 2);
+- ``CHECKPOINT.DIR`` is locked for the run (``aasae_run.lock``: PID and host of the holder); a
+  second launch into it refuses, naming them (exit 2); the lock of a process that died is taken over;
+- only a training launch that passed validation writes ``train_config.yaml``; one whose config differs
+  from the record already there refuses, naming the keys, unless ``config.AASAE.OVERWRITE_CONFIG=True``;
+- the run resumes from the newest *complete* checkpoint (a truncated one is passed over, with a warning);
+- exit codes: 0 done, 2 bad input (config, data, a refused launch), 3 diverged, 130 interrupted (Ctrl-C).
 """
+import datetime
+import errno
 import logging
 import os
+import signal
+import socket
 import sys
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
-from vissl_aasae.config_check import ConfigError, check_config
+from vissl_aasae.config_check import ConfigError, check_config, check_resume
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
+
+LOCK_FILE = "aasae_run.lock"
+CONFIG_FILE = "train_config.yaml"
+# keys whose value may change between launches of one run: where the run is (the folder is the run,
+# however it is spelled) and the switches of the launch itself
+NOT_COMPARED = ("CHECKPOINT.DIR", "AASAE.OVERWRITE_CONFIG", "AASAE.LOG_ENVIRONMENT")
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+# --------------------------------------------------------------------------- composing
+def available_configs() -> Dict[str, List[str]]:
+    """The plugin's configs by folder (``pretrain/aasae``, ``benchmark/aasae/knn``, ...), mix-ins apart."""
+    from hydra_plugins.vissl_aasae_searchpath.vissl_aasae_searchpath import aasae_config_root
+
+    root = aasae_config_root()
+    if root.startswith("file://"):
+        base = root[len("file://"):]
+    else:
+        base = os.path.join(os.path.dirname(os.path.abspath(vissl_aasae.__file__)), "configs")
+    base = os.path.join(base, "config")
+    found: Dict[str, List[str]] = {}
+    for top in ("pretrain/aasae", "benchmark/aasae"):
+        for folder, _, files in sorted(os.walk(os.path.join(base, top))):
+            names = sorted(f[:-5] for f in files if f.endswith(".yaml") and f != "common.yaml")
+            if names:
+                found[os.path.relpath(folder, base)] = names
+    return found
+
+
+def _config_listing() -> str:
+    groups = available_configs()
+    mixins = ("pretrain/aasae/models", "pretrain/aasae/variant")
+    configs = [f"{k}/{{{','.join(v)}}}" for k, v in groups.items() if k not in mixins]
+    extra = [f"+config/{k}={{{','.join(v)}}}" for k, v in groups.items() if k in mixins]
+    return "AASAE configs: " + ", ".join(configs) + ("; mix-ins: " + ", ".join(extra) if extra else "")
 
 
 def compose(overrides: List[str]):
+    """(args, config) of Hydra ``overrides`` as VISSL composes them (apex defaults rewritten, values
+    inferred), without side effects: nothing is written (VISSL would dump the config into CHECKPOINT.DIR)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
 
     try:
         cfg = compose_hydra_configuration(overrides)
-        return convert_to_attrdict(cfg)
+        return convert_to_attrdict(cfg, dump_config=False)
     except (HydraException, OmegaConfBaseException) as err:
         # Hydra's message spans lines (e.g. the available options): keep it, on one line
         message = " ".join(str(err).split("Config search path")[0].split())
+        if "Available options in 'config':" in message:  # a config name: Hydra lists VISSL's only one
+            message = message.split(" Available options in 'config':")[0] + ". " + _config_listing()
         raise ConfigError(message or type(err).__name__) from None
 
 
-def main(argv: List[str] = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args, config = compose(overrides)
-        check_config(config)
-        check_evaluation_config(config, args.engine_name)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
+# --------------------------------------------------------------------------- the run's record
+def _flatten(value, prefix: str = "") -> Dict[str, object]:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}[{i}]"))
+        return out or {prefix: []}
+    return {prefix: value}
 
-    from vissl_aasae.hooks import aasae_hook_generator, rank_threads
 
-    if config.MACHINE.DEVICE == "cpu":
-        # the threads each spawned rank starts with; the hook generator sets torch's count again
-        os.environ.setdefault("OMP_NUM_THREADS", str(rank_threads(config)))
-    if config.SLURM.USE_SLURM:
-        launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
-        return 0
+def _plain(value):
+    """VISSL's typed values back to what its yaml holds (``convert_fsdp_dtypes`` made a string a torch.dtype)."""
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.dtype):
+        return str(value).replace("torch.", "")
+    return value
+
+
+def config_record(config) -> dict:
+    """The config as ``train_config.yaml`` holds it (VISSL's dump, read back)."""
+    import yaml
+
+    return yaml.safe_load(yaml.dump(_plain(config.to_dict())))
+
+
+def config_differences(recorded: dict, config) -> List[str]:
+    """``KEY: recorded -> new`` for every compared key whose value differs. Keys the record lacks
+    (added by a newer plugin version) are not compared."""
+    old, new = _flatten(recorded), _flatten(config_record(config))
+    ignored = lambda key: any(key == k or key.startswith(k + ".") for k in NOT_COMPARED)  # noqa: E731
+    changes = []
+    for key in old:
+        if ignored(key):
+            continue
+        if key not in new:
+            changes.append(f"{key}: {old[key]!r} -> (absent)")
+        elif old[key] != new[key]:
+            changes.append(f"{key}: {old[key]!r} -> {new[key]!r}")
+    return changes
+
+
+def overwrite_config(config) -> bool:
+    from vissl_aasae.settings import RunSettings
+
+    return RunSettings.from_config(config).overwrite_config
+
+
+def check_recorded_config(config, folder: str) -> bool:
+    """Raise ConfigError when ``folder`` holds a run recorded with another config (and no overwrite was
+    asked for); True when the record must be (re)written."""
+    import yaml
+
+    path = os.path.join(folder, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return True
     try:
-        launch_distributed(
-            cfg=config,
-            node_id=args.node_id,
-            engine_name=args.engine_name,
-            hook_generator=aasae_hook_generator,
+        with open(path) as f:
+            recorded = yaml.safe_load(f)
+    except yaml.YAMLError:
+        recorded = None
+    if not isinstance(recorded, dict):
+        if overwrite_config(config):
+            return True
+        raise ConfigError(f"{path} is not a config this launcher wrote; remove it, or set config.AASAE.OVERWRITE_CONFIG=True")
+    changes = config_differences(recorded, config)
+    if not changes:
+        return False
+    if overwrite_config(config):
+        logging.warning(f"config.AASAE.OVERWRITE_CONFIG=True: {path} is rewritten ({len(changes)} keys differ)")
+        return True
+    shown = "; ".join(changes[:8]) + (f"; ... and {len(changes) - 8} more" if len(changes) > 8 else "")
+    raise ConfigError(
+        f"CHECKPOINT.DIR={folder!r} holds a run with another config ({CONFIG_FILE}), {len(changes)} keys differ: "
+        f"{shown}. Use another CHECKPOINT.DIR, the run's own settings, or config.AASAE.OVERWRITE_CONFIG=True "
+        "to replace its record"
+    )
+
+
+def write_config(config) -> str:
+    """The config as VISSL dumps it (``yaml.dump`` of the config node) into ``CHECKPOINT.DIR/train_config.yaml``,
+    written to a temporary file and renamed (never a partial record)."""
+    import yaml
+    from iopath.common.file_io import g_pathmgr
+
+    folder = str(config.CHECKPOINT.DIR)
+    g_pathmgr.mkdirs(folder)
+    path = os.path.join(folder, CONFIG_FILE)
+    text = yaml.dump(_plain(config.to_dict()))
+    if not _local(folder):
+        with g_pathmgr.open(path, "w") as f:
+            f.write(text)
+        return path
+    tmp = os.path.join(folder, f".{CONFIG_FILE}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+# --------------------------------------------------------------------------- the lock
+class RunLocked(ConfigError):
+    """CHECKPOINT.DIR is held by another running job."""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(text: str) -> Dict[str, str]:
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
+
+
+class RunLock:
+    """``CHECKPOINT.DIR/aasae_run.lock``, held (``flock``) for as long as this launcher runs; it holds
+    ``pid=... host=... started=...``.  The OS drops the lock when its holder dies, however it died,
+    so a lock file left by a dead process is taken over (and said so)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.fd: Optional[int] = None
+        self.stale: Optional[str] = None
+
+    def _refuse(self, text: str):
+        holder = _holder(text)
+        raise RunLocked(
+            f"CHECKPOINT.DIR={self.folder!r} is in use by another run: PID {holder.get('pid', '?')} on host "
+            f"{holder.get('host', '?')} (since {holder.get('started', '?')}; lock file {self.path}). Wait for it "
+            "to finish or use another CHECKPOINT.DIR"
         )
-    except Exception as err:  # spawned ranks re-raise as ProcessRaisedException with the text
-        message = divergence_message(err, config.CHECKPOINT.DIR)
-        if message is None:
-            raise
-        print(f"error: {message}", file=sys.stderr)
-        return 3
-    logging.shutdown()
-    return 0
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        os.makedirs(self.folder, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.pread(fd, 4096, 0).decode(errors="replace")
+                os.close(fd)
+                self._refuse(text)
+            except OSError as err:  # a file system without flock: judge by the PID on this host
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    os.close(fd)
+                    raise
+                holder = _holder(os.pread(fd, 4096, 0).decode(errors="replace"))
+                same_host = holder.get("host") == socket.gethostname()
+                if holder.get("pid") and (not same_host or _process_alive(int(holder["pid"]))):
+                    os.close(fd)
+                    self._refuse(" ".join(f"{k}={v}" for k, v in holder.items()))
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the file was removed or replaced while we locked it: lock the current one
+        previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        if previous:
+            holder = _holder(previous)
+            self.stale = f"PID {holder.get('pid', '?')} on host {holder.get('host', '?')}"
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()} started={started}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
 
 
-def divergence_message(err: Exception, checkpoint_dir: str):
+def _local(path: str) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+# --------------------------------------------------------------------------- failures -> exit codes
+def divergence_message(err: BaseException, checkpoint_dir: str):
     """One line for a run stopped by a NaN/inf loss or weights (VISSL's check or ours), else None."""
     text = str(err)
     if not isinstance(err, FloatingPointError) and "FloatingPointError" not in text:
@@ -81,6 +306,134 @@ def divergence_message(err: Exception, checkpoint_dir: str):
         where = os.path.join(checkpoint_dir, last) if last else "none"
         message = f"training diverged: {message}; last good checkpoint: {where}"
     return message
+
+
+def _named_error_line(err: BaseException, name: str) -> Optional[str]:
+    """The message of an exception of class ``name``: ``err`` itself, or the last ``name: ...`` line of
+    a spawned rank's traceback (torch's ProcessRaisedException carries it as text)."""
+    if type(err).__name__ == name:
+        return str(err)
+    lines = [line.split(f"{name}:", 1)[1].strip() for line in str(err).splitlines() if f"{name}:" in line]
+    return lines[-1] if lines else None
+
+
+def failure(err: BaseException, checkpoint_dir: str) -> Optional[Tuple[int, str]]:
+    """(exit code, one line) for the failures the launcher explains; None for the others."""
+    if isinstance(err, KeyboardInterrupt) or _named_error_line(err, "TrainingInterrupted") is not None:
+        return EXIT_INTERRUPTED, ("interrupted (SIGINT): nothing was saved on the way out; the same command resumes "
+                                  "from the last complete checkpoint")
+    message = divergence_message(err, checkpoint_dir)
+    if message is not None:
+        return EXIT_DIVERGED, message
+    message = _named_error_line(err, "UnreadableDataError")
+    if message is not None:
+        return EXIT_BAD_INPUT, message
+    return None
+
+
+class _Interrupts:
+    """SIGINT while the run is launched: remembered, and raised as TrainingInterrupted where VISSL
+    would swallow a KeyboardInterrupt (the parent of spawned ranks only waits for them)."""
+
+    def __init__(self, spawned: bool):
+        self.spawned, self.seen, self.previous = spawned, False, None
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        from vissl_aasae.compat import TrainingInterrupted
+
+        self.seen = True
+        if self.spawned:
+            raise TrainingInterrupted("interrupted (SIGINT)")
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _stop_spawned_ranks() -> None:
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    for child in multiprocessing.active_children():
+        child.join(10)
+
+
+# --------------------------------------------------------------------------- main
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: List[str] = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, config = compose(overrides)
+        check_config(config)
+        check_evaluation_config(config, args.engine_name)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        return _fail(str(err))
+    from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
+
+    from vissl_aasae.hooks import aasae_hook_generator, rank_threads
+
+    if config.MACHINE.DEVICE == "cpu":
+        # the threads each spawned rank starts with; the hook generator sets torch's count again
+        os.environ.setdefault("OMP_NUM_THREADS", str(rank_threads(config)))
+    folder = config.CHECKPOINT.DIR
+    training = args.engine_name == "train"
+    first_node = int(args.node_id or 0) == 0
+    # the lock is held by the process that runs the job: not by a launcher that only submits it to SLURM
+    lock = RunLock(folder) if first_node and _local(folder) and not config.SLURM.USE_SLURM else None
+    try:
+        if lock is not None:
+            lock.acquire()
+            if lock.stale:
+                print(f"note: {lock.path} was left by {lock.stale}, which is no longer running; taken over",
+                      file=sys.stderr, flush=True)
+        if training and first_node:
+            write = check_recorded_config(config, folder) if _local(folder) else True
+            check_resume(config)
+            if write:
+                write_config(config)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        if lock is not None:
+            lock.release()
+        return _fail(str(err))
+    try:
+        if config.SLURM.USE_SLURM:
+            launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
+            return 0
+        spawned = int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE) > 1
+        with _Interrupts(spawned) as interrupts:
+            try:
+                launch_distributed(
+                    cfg=config,
+                    node_id=args.node_id,
+                    engine_name=args.engine_name,
+                    hook_generator=aasae_hook_generator,
+                )
+            except BaseException as err:  # spawned ranks re-raise as ProcessRaisedException with the text
+                explained = failure(err, folder)
+                if explained is None:
+                    raise
+                code, message = explained
+                if code == EXIT_INTERRUPTED:
+                    _stop_spawned_ranks()
+                return _fail(message, code)
+        if interrupts.seen:  # swallowed on the way (VISSL catches KeyboardInterrupt)
+            _stop_spawned_ranks()
+            return _fail(failure(KeyboardInterrupt(), folder)[1], EXIT_INTERRUPTED)
+    finally:
+        if lock is not None:
+            lock.release()
+        logging.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
