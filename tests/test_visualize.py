@@ -350,3 +350,74 @@ def test_density_command_matches_the_library(run, trained, tmp_path):
                              k=3, batch_size=4, limit=8, seed=0, progress=False)
     print(f"density command: {out.stdout.strip().splitlines()[-1]}")
     assert result["bits_per_dim"] == pytest.approx(again.bits_per_dim, rel=1e-4)
+
+
+# ---------------------------------------------------------------- issue 16: bad input to the commands
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A run folder as training leaves it (record + checkpoint), made in-process (no training)."""
+    from vissl.models import build_model
+
+    from vissl_aasae.interop.checkpoint_io import vissl_checkpoint
+    from vissl_aasae.launcher import write_config
+
+    folder = tmp_path_factory.mktemp("made")
+    _, config = compose(["config=pretrain/aasae/quickstart", "config.MODEL.AASAE.LATENT_DIM=16", f"config.CHECKPOINT.DIR={folder}"])
+    write_config(config)
+    torch.manual_seed(0)
+    torch.save(vissl_checkpoint(build_model(config.MODEL, config.OPTIMIZER)), folder / "model_final_checkpoint_phase0.torch")
+    return folder
+
+
+def _images(folder, good=3):
+    folder.mkdir()
+    for i in range(good):
+        Image.fromarray(np.full((28, 28, 3), 40 * i, np.uint8)).save(folder / f"good{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder / "broken.png"
+
+
+def test_density_rejects_zero_samples_in_one_line(made, capsys):
+    from vissl_aasae.visualize.commands import density_main
+
+    assert density_main(["--checkpoint", str(made), "-k", "0", "--limit", "2"]) == 2  # was a ZeroDivisionError
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --num-samples 0 must be a positive integer"]
+
+
+def test_commands_skip_unreadable_images_naming_them(made, tmp_path, capsys):
+    from vissl_aasae.visualize.commands import density_main, view_similarity_main
+
+    broken = _images(tmp_path / "images")
+    assert density_main(["--checkpoint", str(made), "--data", str(tmp_path / "images"), "-k", "2",
+                         "--output", str(tmp_path / "d.json")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: 1 unreadable images skipped: {broken}: " in err
+    assert json.loads((tmp_path / "d.json").read_text())["images"] == 3
+    assert view_similarity_main(["--checkpoint", str(made), "--data", str(tmp_path / "images"), "--examples", "3",
+                                 "--views", "2", "--output", str(tmp_path / "fig.png")]) == 0
+    assert f"warning: 1 unreadable images skipped: {broken}: " in capsys.readouterr().err
+    assert view_similarity_main(["--checkpoint", str(made), "--data", str(tmp_path / "images"), "--examples", "4",
+                                 "--views", "2", "--output", str(tmp_path / "fig.png")]) == 2
+    assert "--examples 4: only 3 of the 4 images could be read" in capsys.readouterr().err
+
+
+def test_commands_never_run_code_from_a_checkpoint(made, tmp_path, capsys):
+    from vissl_aasae.visualize.commands import density_main
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'PWNED')!r}, 'w').write('pwned')",))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_config.yaml").write_bytes((made / "train_config.yaml").read_bytes())
+    evil = run / "model_final_checkpoint_phase0.torch"
+    torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": {}, "heads": {}}}}, "meta": Payload()}, evil)
+    assert density_main(["--checkpoint", str(run), "-k", "2", "--limit", "2"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: checkpoint '{evil}' was not loaded: it holds exec")
+    assert not (tmp_path / "PWNED").exists()
+    evil.write_bytes((made / "model_final_checkpoint_phase0.torch").read_bytes()[:5000])  # truncated
+    assert density_main(["--checkpoint", str(run), "-k", "2", "--limit", "2"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint '{evil}' is truncated or corrupt (an incomplete zip archive: no end record)"

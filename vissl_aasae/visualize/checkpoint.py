@@ -1,45 +1,31 @@
 """A trained AASAE model back from a VISSL checkpoint, for the inspection commands.
 
 - :func:`find_checkpoint`: a checkpoint file, or a checkpoint folder (its ``checkpoint.torch``,
-  else the newest ``model_*phase*.torch``).
-- :func:`load_run_config`: the run's config, either ``train_config.yaml`` (written by VISSL into the
-  checkpoint folder when training starts) or a config name composed like the launcher does
-  (``config=pretrain/aasae/...``), plus ``config.KEY=value`` overrides in both cases.
+  else the newest ``model_*phase*.torch``): :func:`vissl_aasae.checkpoints.resolve`.
+- :func:`load_run_config`: the run's config, either ``train_config.yaml`` (written by the launcher
+  into the checkpoint folder when training starts) or a config name composed by the launcher's
+  side-effect-free :func:`vissl_aasae.launcher.compose`, plus ``config.KEY=value`` overrides in both cases.
 - :func:`load_model`: ``vissl.models.build_model`` on that config, with the checkpoint's trunk and
   heads weights (``classy_state_dict.base_model.model.{trunk,heads}``), in eval mode.
 """
-import re
 from pathlib import Path
 from typing import Sequence
 
-import torch
 import torch.nn as nn
 
-CONFIG_FILE = "train_config.yaml"
+from vissl_aasae import checkpoints
+
+CONFIG_FILE = checkpoints.CONFIG_FILE
 
 
 def find_checkpoint(path) -> Path:
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} is neither a file nor a folder")
-    if (path / "checkpoint.torch").exists():
-        return path / "checkpoint.torch"
-
-    def phase(p: Path) -> int:
-        match = re.search(r"phase(\d+)", p.name)
-        return int(match.group(1)) if match else -1
-
-    candidates = sorted(path.glob("model_*phase*.torch"), key=lambda p: (phase(p), "final" in p.name))
-    if not candidates:
-        raise FileNotFoundError(f"checkpoint folder {str(path)!r} holds no checkpoint.torch or model_*phase*.torch")
-    return candidates[-1]
+    return Path(checkpoints.resolve(path))
 
 
 def load_run_config(checkpoint_file, config_name: str = None, overrides: Sequence[str] = ()):
     """The VISSL config (an AttrDict, the ``config`` node) the checkpoint was trained with."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
     from vissl.config import AttrDict
 
     overrides = list(overrides)
@@ -47,37 +33,31 @@ def load_run_config(checkpoint_file, config_name: str = None, overrides: Sequenc
         if "=" not in item or not item.split("=", 1)[0].startswith(("config.", "+config.")):
             raise ValueError(f"override {item!r} must look like config.KEY=value")
     if config_name:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-        from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
+        from vissl_aasae.launcher import compose
 
         try:
-            cfg = compose_hydra_configuration([f"config={config_name}", *overrides])
-            return convert_to_attrdict(cfg, dump_config=False)[1]
-        except (HydraException, OmegaConfBaseException) as err:
-            message = " ".join(str(err).split("Config search path")[0].split())
-            raise ValueError(f"--config {config_name}: {message}") from None
-    path = Path(checkpoint_file).resolve().parent / CONFIG_FILE
-    if not path.exists():
+            return compose([f"config={config_name}", *overrides])[1]
+        except ValueError as err:
+            raise ValueError(f"--config {config_name}: {err}") from None
+    config = checkpoints.read_run_config(checkpoint_file)
+    if config is None:
         raise FileNotFoundError(
-            f"{path} does not exist: give the training config with --config (e.g. pretrain/aasae/quickstart)"
+            f"{checkpoints.run_config_file(checkpoint_file)} does not exist: give the training config with --config "
+            "(e.g. pretrain/aasae/quickstart)"
         )
-    cfg = OmegaConf.create({"config": OmegaConf.to_container(OmegaConf.load(path))})
+    cfg = OmegaConf.create({"config": config})
     if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        except OmegaConfBaseException as err:
+            raise ValueError(f"overrides {overrides}: {' '.join(str(err).split())}") from None
     return AttrDict(OmegaConf.to_container(cfg))["config"]
 
 
 def load_weights(model: nn.Module, checkpoint_file) -> dict:
     """Loads trunk and heads weights into a VISSL base model; returns the checkpoint's metadata."""
-    checkpoint = torch.load(str(checkpoint_file), map_location="cpu", weights_only=False)
-    if checkpoint.get("type", "consolidated") != "consolidated":
-        raise ValueError(f"{checkpoint_file}: {checkpoint['type']!r} (sharded) checkpoints are not supported; consolidate it first")
-    try:
-        weights = checkpoint["classy_state_dict"]["base_model"]["model"]
-        trunk, heads = weights["trunk"], weights["heads"]
-    except (KeyError, TypeError):
-        raise ValueError(f"{checkpoint_file} is not a VISSL training checkpoint (no classy_state_dict.base_model.model.trunk/heads)") from None
+    checkpoint = checkpoints.load(checkpoint_file)
+    trunk, heads = checkpoints.training_parts(checkpoint, str(checkpoint_file))
     for name, module, state in (("trunk", model.trunk, trunk), ("heads", model.heads, heads)):
         try:
             module.load_state_dict(state)

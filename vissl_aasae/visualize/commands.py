@@ -44,6 +44,12 @@ def _model_and_images(args):
     return checkpoint, config, images, model
 
 
+def _warn_skipped(skipped) -> None:
+    if skipped:
+        shown = "; ".join(skipped[:5]) + (f"; ... and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"warning: {len(skipped)} unreadable images skipped: {shown}", file=sys.stderr, flush=True)
+
+
 def _run(body, argv) -> int:
     try:
         return body(argv)
@@ -71,6 +77,7 @@ def view_similarity_main(argv: List[str] = None) -> int:
         checkpoint, config, images, model = _model_and_images(args)
         result = view_similarity(model, images, view_transform(config, "augmented"), args.examples, args.views,
                                  args.seed, args.representation, device=args.device)
+        _warn_skipped(result.skipped)
         output = Path(args.output) if args.output else checkpoint.parent / "view_similarity.png"
         plot(result, output, title=f"{checkpoint.parent.name}/{checkpoint.name}, representation {args.representation}")
         print(f"same-example mean cosine similarity: {result.same_mean:.4f}")
@@ -96,9 +103,13 @@ def density_main(argv: List[str] = None) -> int:
         from vissl_aasae.visualize.data import view_transform
         from vissl_aasae.visualize.density import evaluate_density
 
+        if args.num_samples < 1:
+            raise ValueError(f"--num-samples {args.num_samples} must be a positive integer")
+
         _, config, images, model = _model_and_images(args)
         result = evaluate_density(model, images, view_transform(config, "original"), args.num_samples,
                                   args.batch_size, args.limit, args.seed, args.device, args.workers)
+        _warn_skipped(result.skipped)
         print(result.line(), flush=True)
         if args.output:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)

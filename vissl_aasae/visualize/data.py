@@ -2,7 +2,8 @@
 
 ``--data`` is one of:
 - ``embedded``: the Fashion-MNIST subset shipped with the plugin (``aasae_array`` npz);
-- a folder of images, ImageFolder-style (class sub-folders) or flat, read recursively in sorted order;
+- a folder of images, ImageFolder-style (class sub-folders) or flat, read recursively in sorted order
+  (a file that cannot be decoded raises :class:`UnreadableImage` naming it; the commands skip it);
 - with ``--data-format`` (an ``aasae_array`` format: cifar10, stl10, stl10_unlabeled, fashion_mnist,
   npz), the path that data source reads.
 
@@ -16,6 +17,10 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from vissl_aasae.visualize.images import VIEW_LISTS, views_transform
+
+
+class UnreadableImage(ValueError):
+    """An image file that cannot be decoded; the message starts with its path."""
 
 
 class ArrayImages:
@@ -45,8 +50,11 @@ class FolderImages:
         return len(self.paths)
 
     def __getitem__(self, idx: int) -> Image.Image:
-        with Image.open(self.paths[idx]) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(self.paths[idx]) as image:
+                return image.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise UnreadableImage(f"{self.paths[idx]}: {' '.join(str(err).split())}") from None
 
 
 def open_images(data: str, data_format: Optional[str] = None, split: str = "test"):

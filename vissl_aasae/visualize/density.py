@@ -16,8 +16,8 @@ head (AASAE, VAE): a deterministic one (AE, AAAE) defines no density.
 """
 import contextlib
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import List, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 from vissl_aasae.models.posterior import projection_head
+from vissl_aasae.visualize.data import UnreadableImage
 from vissl_aasae.visualize.progress import Progress
 
 
@@ -35,10 +36,12 @@ class DensityResult:
     dims: int  # C * H * W
     bits_per_dim: float
     log_px: float  # mean over images, nats per image
+    skipped: List[str] = field(default_factory=list)  # unreadable images left out ("path: why")
 
     def line(self) -> str:
+        skipped = f", {len(self.skipped)} unreadable skipped" if self.skipped else ""
         return (f"log p(x) = {self.log_px:.6g} nats/image, bits/dim = {self.bits_per_dim:.6g} "
-                f"(k={self.num_samples} importance samples, {self.images} images, {self.dims} dims)")
+                f"(k={self.num_samples} importance samples, {self.images} images{skipped}, {self.dims} dims)")
 
 
 def _check_stochastic(model: nn.Module) -> nn.Module:
@@ -75,6 +78,8 @@ def batch_density(model: nn.Module, criterion: AASAELossCriterion, images: torch
 
 
 class _Transformed(Dataset):
+    """Transformed images; an image that cannot be read comes out as the error text instead."""
+
     def __init__(self, images: Sequence, transform):
         self.images, self.transform = images, transform
 
@@ -82,7 +87,31 @@ class _Transformed(Dataset):
         return len(self.images)
 
     def __getitem__(self, idx):
-        return self.transform(self.images[idx])
+        try:
+            return self.transform(self.images[idx])
+        except UnreadableImage as err:
+            return str(err)
+
+
+class _First:
+    """The first ``n`` images, read when asked for (an unreadable one is skipped by the loader)."""
+
+    def __init__(self, images: Sequence, n: int):
+        self.images, self.n = images, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, idx):
+        if not 0 <= idx < self.n:
+            raise IndexError(idx)
+        return self.images[idx]
+
+
+def _readable(items):
+    """(batch of the readable images or None, texts of the unreadable ones)."""
+    good = [item for item in items if torch.is_tensor(item)]
+    return (torch.stack(good) if good else None), [item for item in items if not torch.is_tensor(item)]
 
 
 def default_batch_size(k: int) -> int:
@@ -94,31 +123,39 @@ def evaluate_density(model: nn.Module, images: Sequence, transform, k: int = 100
                      limit: int = None, seed: int = 0, device: str = "cpu", workers: int = 0,
                      progress: bool = True) -> DensityResult:
     """Mean importance-sampled log p(x) and bits/dim over the first ``limit`` images (all by default)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"--num-samples {k!r} must be a positive integer")
     _check_stochastic(model)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit {limit} must be >= 1")
-        images = [images[i] for i in range(min(limit, len(images)))]
+        images = _First(images, min(limit, len(images)))
     batch_size = batch_size or default_batch_size(k)
     if batch_size < 1:
         raise ValueError(f"--batch-size {batch_size} must be >= 1")
     torch.manual_seed(int(seed))
     model = model.eval().to(device)
     criterion = AASAELossCriterion()
-    loader = DataLoader(_Transformed(images, transform), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(_Transformed(images, transform), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_readable)
     meter = Progress(len(images), unit="images", label="density") if progress else None
-    total_bits, count, dims = 0.0, 0, None
-    for batch in loader:
+    total_bits, count, dims, skipped = 0.0, 0, None, []
+    for batch, unreadable in loader:
+        skipped += unreadable
+        if batch is None:
+            if meter:
+                meter.update(len(unreadable))
+            continue
         batch = batch.to(device)
         bits, _ = batch_density(model, criterion, batch, k)
         total_bits += float(bits) * len(batch)
         count += len(batch)
         dims = batch[0].numel()
         if meter:
-            meter.update(len(batch))
+            meter.update(len(batch) + len(unreadable))
     if meter:
         meter.close()
     if count == 0:
-        raise ValueError("no images to evaluate")
+        raise ValueError("no images to evaluate" + (f": none could be read (e.g. {skipped[0]})" if skipped else ""))
     bits_per_dim = total_bits / count
-    return DensityResult(count, k, dims, bits_per_dim, -bits_per_dim * dims * math.log(2))
+    return DensityResult(count, k, dims, bits_per_dim, -bits_per_dim * dims * math.log(2), skipped)

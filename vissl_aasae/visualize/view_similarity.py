@@ -11,7 +11,7 @@ block on the diagonal.
 - different-example mean: the entries outside the diagonal blocks.
 """
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vissl_aasae.models.posterior import projection_head
+from vissl_aasae.visualize.data import UnreadableImage
 from vissl_aasae.visualize.progress import Progress
 
 REPRESENTATIONS = ("h", "mu")
@@ -34,6 +35,7 @@ class ViewSimilarity:
     indices: list  # the data set indices of the examples
     same_mean: float
     different_mean: float
+    skipped: list = field(default_factory=list)  # unreadable images passed over ("path: why")
 
 
 def block_means(matrix: np.ndarray, views: int):
@@ -65,12 +67,25 @@ def view_similarity(model: nn.Module, images: Sequence, augment: Callable, examp
     if examples > len(images):
         raise ValueError(f"--examples {examples} is more than the {len(images)} images of the data")
     generator = torch.Generator().manual_seed(int(seed))
-    indices = torch.randperm(len(images), generator=generator)[:examples].tolist()
+    order = torch.randperm(len(images), generator=generator).tolist()
     # the augmentations draw from torch's and python's global generators: seed them for a repeatable figure
     torch.manual_seed(int(seed))
     random.seed(int(seed))
     np.random.seed(int(seed))
-    tensors = [augment(images[i]) for i in indices for _ in range(views)]
+    indices, tensors, skipped = [], [], []
+    for i in order:  # the first `examples` readable images of a seeded permutation
+        if len(indices) == examples:
+            break
+        try:
+            image = images[i]
+        except UnreadableImage as err:
+            skipped.append(str(err))
+            continue
+        indices.append(i)
+        tensors += [augment(image) for _ in range(views)]
+    if len(indices) < examples:
+        raise ValueError(f"--examples {examples}: only {len(indices)} of the {len(images)} images could be read "
+                         f"(e.g. {skipped[0]})")
     model = model.eval().to(device)
     meter = Progress(len(tensors), unit="views", label="view similarity") if progress else None
     feats = []
@@ -83,7 +98,7 @@ def view_similarity(model: nn.Module, images: Sequence, augment: Callable, examp
     feats = F.normalize(torch.cat(feats), dim=1)
     matrix = (feats @ feats.T).numpy()
     same, different = block_means(matrix, views)
-    return ViewSimilarity(matrix, examples, views, indices, same, different)
+    return ViewSimilarity(matrix, examples, views, indices, same, different, skipped)
 
 
 def plot(result: ViewSimilarity, path, title: str = "") -> Path:
