@@ -151,6 +151,8 @@ def compose_config(args, num_samples: int, checkpoint_dir: str, check: bool = Tr
         set_resolution(config, args.resolution)
     if args._data_root:
         config.DATA.TRAIN.DATA_PATHS = [args._data_root]
+        if config.DATA.TRAIN.get("HOLD_OUT"):
+            config.DATA.TRAIN.HOLD_OUT = 0  # the fake data are as many images as the run reads
     if check:
         check_config(config)
     return cli, config
@@ -664,7 +666,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="throughput_data_") as data_tmp:
         data_root = None
         if args.fake_data:
+            args._data_root = data_tmp  # composes with HOLD_OUT 0, as the children will
             _, config = compose_config(args, -1, data_tmp, check=False)
+            args._data_root = None
             # at least as many images as the longest mode reads (DATA_LIMIT must not exceed the data)
             batch = args.batch_size or config.DATA.TRAIN.BATCHSIZE_PER_REPLICA
             workers = int(config.DATA.NUM_DATALOADER_WORKERS)

@@ -112,3 +112,21 @@ def test_views_and_collator():
 
 def test_simclr_blur_kernel_is_odd_tenth_of_size():
     assert [simclr_blur_kernel(s) for s in (96, 224, 32)] == [9, 23, 3]
+
+
+def test_cifar10_batches_are_read_without_running_code(tmp_path):
+    """A CIFAR-10 batch file is a pickle: one whose __reduce__ would write a file is refused, naming it."""
+    import pickle
+
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": Evil(), "labels": [0]}))
+    with pytest.raises(ValueError, match=r"CIFAR-10 batch file .*data_batch_1.* was not loaded: it holds .*open, which is not on the allow-list"):
+        load_arrays("cifar10", str(tmp_path), "train")
+    assert not marker.exists()

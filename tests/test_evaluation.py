@@ -378,13 +378,13 @@ SUBSET = paths("subsets/subset_images.npy", "imagenet/val", labels="subsets/subs
 
 # config -> (checkpoint stem, data overrides, extra overrides): ResNet-18 trunks with each stem
 CASES = {
-    "linear/cifar10": ("cifar", paths("cifar10"), []),
+    "linear/cifar10": ("cifar", paths("cifar10"), [RN18, head(512, 10)]),
     "linear/stl10": ("stl10", paths("stl10"), [RN18, head(512, 10)]),
     "linear/imagenet1k": ("imagenet", paths("imagenet/train", "imagenet/val"), [RN18, head(512, 1000)]),
     "linear/places205": ("imagenet", paths("places205/train", "places205/val"), [RN18, head(512, 205), *ONE_STEP[:2]]),
     "semi_supervised/imagenet1k_1percent": ("imagenet", SUBSET, [RN18, head(512, 1000), *ONE_STEP]),
     "semi_supervised/imagenet1k_10percent": ("imagenet", SUBSET, [RN18, head(512, 1000), *ONE_STEP]),
-    "knn/cifar10": ("cifar", paths("cifar10"), []),
+    "knn/cifar10": ("cifar", paths("cifar10"), [RN18]),
     "knn/stl10": ("stl10", paths("stl10"), [RN18]),
     "knn/imagenet1k": ("imagenet", paths("imagenet/train", "imagenet/val"), [RN18]),
     "knn/quickstart": ("cifar", lambda root: [], []),  # the embedded Fashion-MNIST subset

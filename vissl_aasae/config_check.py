@@ -159,6 +159,42 @@ def _check_data_limit(config, split) -> None:
             )
 
 
+def _check_max_iterations(config) -> None:
+    """``AASAE.MAX_ITERATIONS`` must be reachable within ``OPTIMIZER.num_epochs`` epochs of the data."""
+    import math
+
+    from vissl_aasae.settings import RunSettings
+
+    cap = RunSettings.from_config(config).max_iterations
+    data = config.DATA.TRAIN
+    if cap is None or config.TEST_ONLY or not data.DATA_SOURCES:
+        return
+    epochs = int(config.OPTIMIZER.num_epochs)
+    ranks = int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
+    batch = int(data.BATCHSIZE_PER_REPLICA) * ranks
+    per_epoch_needed = math.ceil(cap / epochs)
+    images_needed = per_epoch_needed * batch  # with DROP_LAST; without it a little less would do
+    limit = int(data.get("DATA_LIMIT", -1))
+    size = 0
+    for i, (source, path) in enumerate(zip(data.DATA_SOURCES, data.DATA_PATHS)):
+        name = data.DATASET_NAMES[i] if i < len(data.DATASET_NAMES) else None
+        if source == "disk_folder":
+            size += _count_folder_images(os.path.expanduser(str(path)), images_needed)
+        elif source == "aasae_array":
+            size += _array_size(name, str(path), "train", data.get("HOLD_OUT", 0) or 0) or 0
+        else:
+            return  # a source whose size is not known here: aasae_task checks at start-up
+    if limit > 0:
+        size = min(size, limit)
+    per_epoch = size // batch if data.get("DROP_LAST", False) else math.ceil(size / batch)
+    if per_epoch * epochs < cap:
+        need = math.ceil(cap / max(1, per_epoch))
+        raise ConfigError(
+            f"AASAE.MAX_ITERATIONS={cap} needs {need} epochs of {per_epoch} iterations ({size} images, global batch "
+            f"{batch}) but OPTIMIZER.num_epochs={epochs}; raise num_epochs or set AASAE.MAX_ITERATIONS=null"
+        )
+
+
 def _check_batch(config, split):
     data = config.DATA[split]
     key = f"DATA.{split}"
@@ -332,5 +368,6 @@ def check_config(config) -> None:
             _check_data(config, split)
     if config.LOSS.name == "aasae_loss":
         _check_aasae(config)
+        _check_max_iterations(config)
     _check_model_builds(config)
     _check_device_available(config)

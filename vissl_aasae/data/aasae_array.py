@@ -23,7 +23,6 @@ data source's ``get_labels()``").
 """
 import gzip
 import os
-import pickle
 from pathlib import Path
 from typing import List, Tuple
 
@@ -32,6 +31,8 @@ import torch
 from PIL import Image
 from vissl.data import DATASET_SOURCE_MAP, DATA_SOURCES_WITH_SUBSET_SUPPORT
 from vissl.data.dataset_catalog import VisslDatasetCatalog
+
+from vissl_aasae.checkpoints import load_pickle
 
 EMBEDDED = Path(__file__).parent / "embedded" / "fashion_mnist_subset.npz"
 FORMATS = ("cifar10", "stl10", "stl10_unlabeled", "fashion_mnist", "npz")
@@ -48,8 +49,8 @@ def read_cifar10(root: Path, train: bool) -> Tuple[np.ndarray, np.ndarray]:
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     images, labels = [], []
     for name in names:
-        with open(_require(folder / name, "CIFAR-10 batch file"), "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
+        # a numpy-only unpickler: a downloaded "CIFAR-10" folder cannot run code when read
+        batch = load_pickle(_require(folder / name, "CIFAR-10 batch file"), what="CIFAR-10 batch file")
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch["labels"], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
