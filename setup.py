@@ -5,6 +5,7 @@ Install with ``./setup.sh`` (creates .venv with VISSL 0.1.6 on today's stack).  
 not listed in ``install_requires`` because vissl 0.1.6 pins versions that no longer
 install on Python 3.11 (setup.sh installs it with ``--no-deps``).
 """
+
 from setuptools import find_namespace_packages, find_packages, setup
 
 packages = find_packages(include=["vissl_aasae", "vissl_aasae.*"])
@@ -17,11 +18,14 @@ setup(
     description="AASAE (augmentation-augmented stochastic autoencoder) pretraining for VISSL",
     python_requires=">=3.9",
     packages=packages,
+    py_modules=["aasae_cli"],
     # the Hydra configs live in configs/ at the repository root and are installed as the
     # data package vissl_aasae.configs (found by hydra_plugins/vissl_aasae_searchpath)
     package_dir={"vissl_aasae.configs": "configs"},
-    package_data={"vissl_aasae.configs": ["config/**/*.yaml", "config/*/*/*/*/*.yaml"],
-                  "vissl_aasae": ["data/embedded/*.npz", "data/embedded/*.md"]},
+    package_data={
+        "vissl_aasae.configs": ["config/**/*.yaml", "config/*/*/*/*/*.yaml"],
+        "vissl_aasae": ["data/embedded/*.npz", "data/embedded/*.md"],
+    },
     include_package_data=False,
     install_requires=[
         "torch>=2.1",
@@ -36,9 +40,13 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "aasae-train=vissl_aasae.launcher:main",
-            "aasae-view-similarity=vissl_aasae.visualize.commands:view_similarity_main",
-            "aasae-density=vissl_aasae.visualize.commands:density_main",
+            "aasae-train=aasae_cli:train_main",
+            "aasae-eval=aasae_cli:eval_main",
+            "aasae-export=aasae_cli:export_main",
+            "aasae-import=aasae_cli:import_main",
+            "aasae-features=aasae_cli:features_main",
+            "aasae-density=aasae_cli:density_main",
+            "aasae-view-similarity=aasae_cli:view_similarity_main",
         ]
     },
 )

@@ -17,7 +17,8 @@ subset, labels unused) through VISSL's launcher, batch 128, Adam at a constant 1
 quickstart's augmentations (crops of 30-100 % of the area, flips, brightness/contrast jitter),
 fixed log-scale 0; only the variant mix-in (and the seed) differ between runs.
 
-After epochs 1-6, then every ``--eval-every`` (3) epochs and after the last, the encoder's ``h`` is evaluated (eval-mode BatchNorm, the test transform):
+After epochs 1-6, then every ``--eval-every`` (3) epochs and after the last, the encoder's ``h`` is
+evaluated (eval-mode BatchNorm, the test transform):
 linear top-1 (logistic regression on standardised features, L-BFGS, fitted on ``--fit`` (10k)
 training images) and kNN top-1 (k = 20, cosine, the same 10k as memory), both on all 10k test
 images, and low-label linear probes with 10 and 100 labelled images per class (drawn from the 10k,
@@ -29,9 +30,9 @@ low-label on the normalised 3x32x32 images).
 The run order is ``--runs``: AASAE and AE first (``--epochs``), then VAE and AAAE, then seeds 1 and
 2 of AASAE and of AE.  ``--report-only`` writes ``--figure`` (accuracy vs epoch) and prints the tables.
 """
+
 import argparse
 import json
-import math
 import os
 import random
 import subprocess
@@ -52,13 +53,23 @@ MODEL = ["+config/pretrain/aasae/models=resnet18_w0.25", "config.MODEL.AASAE.LAT
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True, help="folder for the runs' checkpoints and logs")
-    p.add_argument("--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX .gz files (default %(default)s)")
-    p.add_argument("--results", default=str(ROOT / "docs" / "results" / "fashion_mnist_study.json"),
-                   help="JSON of every number (default %(default)s)")
-    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "fashion_mnist_curves.png"),
-                   help="accuracy-vs-epoch plot (default %(default)s)")
+    p.add_argument(
+        "--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX .gz files (default %(default)s)"
+    )
+    p.add_argument(
+        "--results",
+        default=str(ROOT / "docs" / "results" / "fashion_mnist_study.json"),
+        help="JSON of every number (default %(default)s)",
+    )
+    p.add_argument(
+        "--figure",
+        default=str(ROOT / "docs" / "figures" / "fashion_mnist_curves.png"),
+        help="accuracy-vs-epoch plot (default %(default)s)",
+    )
     p.add_argument("--runs", default=DEFAULT_RUNS, help="variant:seed pairs, in order (default %(default)s)")
     p.add_argument("--epochs", type=int, default=30, help="pretraining epochs per run (default %(default)s)")
     p.add_argument("--train-images", type=int, default=20000, help="pretraining images (default %(default)s)")
@@ -67,8 +78,12 @@ def parse_args(argv=None):
     p.add_argument("--fit", type=int, default=10000, help="training images that fit the probes (default %(default)s)")
     p.add_argument("--draws", type=int, default=3, help="draws of the low-label subsets (default %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="pretraining DataLoader workers (default %(default)s)")
-    p.add_argument("--eval-every", type=int, default=3,
-                   help="evaluate epochs 1-6, then every N-th and the last (default %(default)s)")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=3,
+        help="evaluate epochs 1-6, then every N-th and the last (default %(default)s)",
+    )
     p.add_argument("--report-only", action="store_true", help="only write the figure and print the tables")
     args = p.parse_args(argv)
     if not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
@@ -117,10 +132,16 @@ class Evaluator:
         torch.set_num_threads(1)  # leave the other core to the pretraining running beside it
         self.args = args
         data = [f"config.DATA.{split}.{key}" for split in ("TRAIN", "TEST") for key in ("DATASET_NAMES", "DATA_PATHS")]
-        overrides = ["config=benchmark/aasae/knn/quickstart", *MODEL[:1],
-                     f"{data[0]}=[fashion_mnist]", f"{data[1]}=[{args.data}]", f"{data[2]}=[fashion_mnist]",
-                     f"{data[3]}=[{args.data}]", f"config.DATA.TRAIN.DATA_LIMIT={args.fit}",
-                     f"config.CHECKPOINT.DIR={Path(args.out) / 'eval'}"]
+        overrides = [
+            "config=benchmark/aasae/knn/quickstart",
+            *MODEL[:1],
+            f"{data[0]}=[fashion_mnist]",
+            f"{data[1]}=[{args.data}]",
+            f"{data[2]}=[fashion_mnist]",
+            f"{data[3]}=[{args.data}]",
+            f"config.DATA.TRAIN.DATA_LIMIT={args.fit}",
+            f"config.CHECKPOINT.DIR={Path(args.out) / 'eval'}",
+        ]
         _, self.config = compose(overrides)
         _, pretrain = compose(["config=pretrain/aasae/quickstart"])
         self.augmented = [dict(t) for t in pretrain.DATA.TRAIN.TRANSFORMS[0]["augmented"]]
@@ -138,7 +159,7 @@ class Evaluator:
         try:
             torch.manual_seed(0), random.seed(0), np.random.seed(0)  # the same augmented views every time
             loader = split_loader(config, split, num_workers=0)
-            return extract_features(model, loader, trunk_feature_name(config), torch.device("cpu"))
+            return extract_features(model.trunk, loader, trunk_feature_name(config), torch.device("cpu"))
         finally:
             config.DATA.TEST.TRANSFORMS = original
 
@@ -148,7 +169,9 @@ class Evaluator:
         from vissl_aasae.evaluation.features import split_loader
 
         def split(name):
-            xs, ys = zip(*[(images.flatten(1), labels) for images, labels in split_loader(self.config, name, num_workers=0)])
+            xs, ys = zip(
+                *[(images.flatten(1), labels) for images, labels, _ in split_loader(self.config, name, num_workers=0)]
+            )
             return torch.cat(xs), torch.cat(ys)
 
         return (*split("TRAIN"), *split("TEST"))
@@ -181,17 +204,24 @@ def probes(train_x, train_y, test_x, test_y, draws: int, aug_x=None) -> dict:
 
     classes = int(train_y.max()) + 1
     classifier, mean, std = train_linear_probe(train_x, train_y, classes, PROBE)
-    result = {"linear_top1": topk_accuracy(probe_scores(classifier, mean, std, test_x), test_y)["top1"],
-              "knn_top1": knn_accuracy(train_x, train_y, test_x, test_y, k=20, temperature=0.07)["top1"],
-              "n_fit": int(len(train_y)), "n_test": int(len(test_y))}
+    result = {
+        "linear_top1": topk_accuracy(probe_scores(classifier, mean, std, test_x), test_y)["top1"],
+        "knn_top1": knn_accuracy(train_x, train_y, test_x, test_y, k=20, temperature=0.07)["top1"],
+        "n_fit": int(len(train_y)),
+        "n_test": int(len(test_y)),
+    }
     if aug_x is not None:
         result["linear_top1_augmented_test"] = topk_accuracy(probe_scores(classifier, mean, std, aug_x), test_y)["top1"]
     for per_class in LOW_LABEL:
         scores = []
         for draw in range(draws):
             g = torch.Generator().manual_seed(1000 * per_class + draw)
-            picked = torch.cat([idx[torch.randperm(len(idx), generator=g)[:per_class]]
-                                for idx in (torch.nonzero(train_y == c).flatten() for c in range(classes))])
+            picked = torch.cat(
+                [
+                    idx[torch.randperm(len(idx), generator=g)[:per_class]]
+                    for idx in (torch.nonzero(train_y == c).flatten() for c in range(classes))
+                ]
+            )
             clf, m, s = train_linear_probe(train_x[picked], train_y[picked], classes, PROBE)
             scores.append(topk_accuracy(probe_scores(clf, m, s, test_x), test_y)["top1"])
         result[f"linear_top1_{per_class}_per_class"] = float(np.mean(scores))
@@ -205,22 +235,36 @@ def run_name(variant: str, seed: int) -> str:
 
 
 def checkpoint_of_epoch(folder: Path, epoch: int, epochs: int):
-    """VISSL's file for the end of ``epoch`` (1-based): model_phase{e-1}, the last one model_final_checkpoint_phase{e-1}."""
+    """VISSL's file for the end of ``epoch`` (1-based): model_phase{e-1}, the last one
+    model_final_checkpoint_phase{e-1}."""
     name = f"model_final_checkpoint_phase{epoch - 1}.torch" if epoch == epochs else f"model_phase{epoch - 1}.torch"
     path = folder / name
     return path if path.exists() else None
 
 
 def pretrain_command(args, variant: str, seed: int, folder: Path):
-    return [sys.executable, str(LAUNCHER), "config=pretrain/aasae/quickstart", *MODEL,
-            f"+config/pretrain/aasae/variant={variant}",
-            "config.DATA.TRAIN.DATASET_NAMES=[fashion_mnist]", f"config.DATA.TRAIN.DATA_PATHS=[{args.data}]",
-            f"config.DATA.TRAIN.DATA_LIMIT={args.train_images}", "config.DATA.TRAIN.DATA_LIMIT_SAMPLING.SEED=0",
-            f"config.DATA.TRAIN.BATCHSIZE_PER_REPLICA={args.batch_size}", f"config.DATA.NUM_DATALOADER_WORKERS={args.workers}",
-            "config.OPTIMIZER.param_schedulers.lr.name=constant", f"config.OPTIMIZER.param_schedulers.lr.value={args.lr}",
-            f"config.OPTIMIZER.num_epochs={args.epochs}", f"config.SEED_VALUE={seed}",
-            "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1", "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=-1",
-            "config.LOG_FREQUENCY=50", "config.AASAE.METRICS.IMAGE_FREQUENCY=0", f"config.CHECKPOINT.DIR={folder}"]
+    return [
+        sys.executable,
+        str(LAUNCHER),
+        "config=pretrain/aasae/quickstart",
+        *MODEL,
+        f"+config/pretrain/aasae/variant={variant}",
+        "config.DATA.TRAIN.DATASET_NAMES=[fashion_mnist]",
+        f"config.DATA.TRAIN.DATA_PATHS=[{args.data}]",
+        f"config.DATA.TRAIN.DATA_LIMIT={args.train_images}",
+        "config.DATA.TRAIN.DATA_LIMIT_SAMPLING.SEED=0",
+        f"config.DATA.TRAIN.BATCHSIZE_PER_REPLICA={args.batch_size}",
+        f"config.DATA.NUM_DATALOADER_WORKERS={args.workers}",
+        "config.OPTIMIZER.param_schedulers.lr.name=constant",
+        f"config.OPTIMIZER.param_schedulers.lr.value={args.lr}",
+        f"config.OPTIMIZER.num_epochs={args.epochs}",
+        f"config.SEED_VALUE={seed}",
+        "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1",
+        "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=-1",
+        "config.LOG_FREQUENCY=50",
+        "config.AASAE.METRICS.IMAGE_FREQUENCY=0",
+        f"config.CHECKPOINT.DIR={folder}",
+    ]
 
 
 def epoch_metrics(folder: Path, epoch: int, per_epoch: int) -> dict:
@@ -267,18 +311,25 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
                 result["checkpoint_time"] = os.path.getmtime(ckpt)
                 record["epochs"][key] = result
                 results.save()
-                print(f"{name} epoch {epoch}: linear {result['linear_top1']:.2f} knn {result['knn_top1']:.2f} "
-                      f"10/class {result['linear_top1_10_per_class']:.2f} 100/class {result['linear_top1_100_per_class']:.2f}",
-                      flush=True)
+                print(
+                    f"{name} epoch {epoch}: linear {result['linear_top1']:.2f} knn {result['knn_top1']:.2f} "
+                    f"10/class {result['linear_top1_10_per_class']:.2f} "
+                    f"100/class {result['linear_top1_100_per_class']:.2f}",
+                    flush=True,
+                )
             if process is None or process.poll() is not None:
                 break
             time.sleep(10)
         if process is not None:
             if process.returncode != 0:
-                raise SystemExit(f"{name}: pretraining failed (exit {process.returncode}); see {folder / 'pretrain.log'}")
+                raise SystemExit(
+                    f"{name}: pretraining failed (exit {process.returncode}); see {folder / 'pretrain.log'}"
+                )
             record["pretrain_seconds"] = record.get("pretrain_seconds", 0) + round(time.time() - started)
         # the epochs' wall time, from the checkpoints' times (includes the evaluations running beside it)
-        times = [record["epochs"][str(e)]["checkpoint_time"] for e in range(1, args.epochs + 1) if str(e) in record["epochs"]]
+        times = [
+            record["epochs"][str(e)]["checkpoint_time"] for e in range(1, args.epochs + 1) if str(e) in record["epochs"]
+        ]
         if len(times) > 1:
             record["seconds_per_epoch_median"] = float(np.median(np.diff(times)))
         results.save()
@@ -302,9 +353,12 @@ def baselines(args, evaluator, results: Results) -> None:
 
 
 # --------------------------------------------------------------------------- report
-METRICS = [("linear_top1", "linear top-1 (10k labels)"), ("knn_top1", "kNN top-1 (k=20)"),
-           ("linear_top1_100_per_class", "linear top-1, 100 labels/class"),
-           ("linear_top1_10_per_class", "linear top-1, 10 labels/class")]
+METRICS = [
+    ("linear_top1", "linear top-1 (10k labels)"),
+    ("knn_top1", "kNN top-1 (k=20)"),
+    ("linear_top1_100_per_class", "linear top-1, 100 labels/class"),
+    ("linear_top1_10_per_class", "linear top-1, 10 labels/class"),
+]
 
 
 def final_epoch(record: dict):
@@ -319,8 +373,10 @@ def report(results: Results, figure: Path) -> str:
     by_variant = {}
     for name, record in sorted(runs.items()):
         by_variant.setdefault(record["variant"], []).append(record)
-    lines += ["| model | seeds | epochs | " + " | ".join(label for _, label in METRICS) + " | augmented test (drop) |",
-              "|---|---|---|" + "---|" * (len(METRICS) + 1)]
+    lines += [
+        "| model | seeds | epochs | " + " | ".join(label for _, label in METRICS) + " | augmented test (drop) |",
+        "|---|---|---|" + "---|" * (len(METRICS) + 1),
+    ]
     for variant in ("aasae", "ae", "aaae", "vae"):
         finished = [(r, final_epoch(r)) for r in by_variant.get(variant, []) if final_epoch(r)]
         if not finished:
@@ -329,16 +385,25 @@ def report(results: Results, figure: Path) -> str:
         cells = []
         for key, _ in METRICS:
             values = [r["epochs"][str(e)][key] for r, e in finished]
-            cells.append(f"{np.mean(values):.2f}" + (f" [{min(values):.2f}-{max(values):.2f}]" if len(values) > 1 else ""))
+            cells.append(
+                f"{np.mean(values):.2f}" + (f" [{min(values):.2f}-{max(values):.2f}]" if len(values) > 1 else "")
+            )
         aug = [r["epochs"][str(e)]["linear_top1_augmented_test"] for r, e in finished]
         clean = [r["epochs"][str(e)]["linear_top1"] for r, e in finished]
         cells.append(f"{np.mean(aug):.2f} ({np.mean(clean) - np.mean(aug):.2f})")
-        lines.append(f"| {variant.upper()} | {len(finished)} | {'/'.join(map(str, sorted(epochs)))} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {variant.upper()} | {len(finished)} | {'/'.join(map(str, sorted(epochs)))} | "
+            + " | ".join(cells)
+            + " |"
+        )
     for key, label in (("random_init", "random-init trunk"), ("raw_pixels", "raw pixels (3072-d)")):
         if key in base:
             r = base[key]
-            aug = f"{r['linear_top1_augmented_test']:.2f} ({r['linear_top1'] - r['linear_top1_augmented_test']:.2f})" \
-                if "linear_top1_augmented_test" in r else "-"
+            aug = (
+                f"{r['linear_top1_augmented_test']:.2f} ({r['linear_top1'] - r['linear_top1_augmented_test']:.2f})"
+                if "linear_top1_augmented_test" in r
+                else "-"
+            )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
     plot(data, figure)
     return "\n".join(lines)
@@ -358,20 +423,34 @@ def plot(data: dict, figure: Path) -> None:
             if not points:
                 continue
             x, y = zip(*points)
-            ax.plot(x, y, "-", marker="." if record["seed"] == 0 else None, color=colours[record["variant"]],
-                    alpha=1.0 if record["seed"] == 0 else 0.4, label=record["variant"].upper() if record["seed"] == 0 else None)
+            ax.plot(
+                x,
+                y,
+                "-",
+                marker="." if record["seed"] == 0 else None,
+                color=colours[record["variant"]],
+                alpha=1.0 if record["seed"] == 0 else 0.4,
+                label=record["variant"].upper() if record["seed"] == 0 else None,
+            )
         for base, style in (("random_init", ":"), ("raw_pixels", "--")):
             if key in data["baselines"].get(base, {}):
-                ax.axhline(data["baselines"][base][key], color="gray", linestyle=style,
-                           label={"random_init": "random-init trunk", "raw_pixels": "raw pixels"}[base])
+                ax.axhline(
+                    data["baselines"][base][key],
+                    color="gray",
+                    linestyle=style,
+                    label={"random_init": "random-init trunk", "raw_pixels": "raw pixels"}[base],
+                )
         ax.set_title(label)
         ax.set_xlabel("pretraining epoch")
         ax.set_ylabel("top-1 %")
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     settings = data.get("settings", {})
-    fig.suptitle(f"Fashion-MNIST, ResNet-18 x0.25 (h=128, d=64), {settings.get('train_images')} pretraining images, "
-                 f"batch {settings.get('batch_size')}; 10k test images (faint: other seeds)", fontsize=10)
+    fig.suptitle(
+        f"Fashion-MNIST, ResNet-18 x0.25 (h=128, d=64), {settings.get('train_images')} pretraining images, "
+        f"batch {settings.get('batch_size')}; 10k test images (faint: other seeds)",
+        fontsize=10,
+    )
     fig.tight_layout()
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)
@@ -383,7 +462,9 @@ def main(argv=None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     args.out = str(Path(args.out).resolve())
     settings = {k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws")}
-    settings.update({"model": "resnet18_w0.25, cifar stem, 32 px, latent 64", "probe": PROBE, "knn": {"k": 20, "temperature": 0.07}})
+    settings.update(
+        {"model": "resnet18_w0.25, cifar stem, 32 px, latent 64", "probe": PROBE, "knn": {"k": 20, "temperature": 0.07}}
+    )
     results = Results(Path(args.results), settings)
     if not args.report_only:
         evaluator = Evaluator(args)

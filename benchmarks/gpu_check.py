@@ -26,6 +26,7 @@ the ratio says what the decoder and the second encoder pass cost over a plain Re
 one timed step, and ``torch.compile(backend="eager")``: it checks the script, not the speed.
 Exit status 1 if a variant disagrees with fp32 beyond its tolerance.
 """
+
 import argparse
 import datetime
 import json
@@ -46,7 +47,9 @@ VARIANTS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dry-run", action="store_true", help="CPU, quickstart model, batch 2, one timed step")
     p.add_argument("--batch-size", type=int, default=None, help="per-device batch (default 128; dry run 2)")
     p.add_argument("--check-steps", type=int, default=3, help="training steps compared with fp32 (default %(default)s)")
@@ -94,7 +97,9 @@ def build(config, device, switches, dry_run):
 
     bf16, channels_last, compile_ = switches
     model = build_model(config.MODEL, config.OPTIMIZER)
-    settings = PerformanceSettings(bf16_autocast=bf16, channels_last=channels_last, fused_optimizer=False, compile=False)
+    settings = PerformanceSettings(
+        bf16_autocast=bf16, channels_last=channels_last, fused_optimizer=False, compile=False
+    )
     model = apply_performance_settings(model, settings, device).to(device).train()
     if compile_:
         for module in (model.trunk, *model.heads):
@@ -187,36 +192,56 @@ def main(argv=None) -> int:
         model, loss_fn, optimizer = build(config, device, switches, args.dry_run)  # fresh optimizer state
         model.load_state_dict(initial)
         _, seconds = train_steps(model, loss_fn, optimizer, x, target, args.warmup + args.iterations, device, seed=1)
-        timed = seconds[args.warmup:]
+        timed = seconds[args.warmup :]
         reference = results.get("fp32", {}).get("losses", losses)
         difference = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, reference))
         agrees = difference <= tolerance
         ok &= agrees
         results[variant] = {
-            "bf16_autocast": switches[0], "channels_last": switches[1], "compile": switches[2],
-            "losses": losses, "max_relative_loss_difference_vs_fp32": difference, "tolerance": tolerance,
-            "agrees_with_fp32": agrees, "images_per_s": args.batch_size * len(timed) / sum(timed),
-            "first_step_seconds": seconds[0], "peak_memory_mib": peak_memory(device),
+            "bf16_autocast": switches[0],
+            "channels_last": switches[1],
+            "compile": switches[2],
+            "losses": losses,
+            "max_relative_loss_difference_vs_fp32": difference,
+            "tolerance": tolerance,
+            "agrees_with_fp32": agrees,
+            "images_per_s": args.batch_size * len(timed) / sum(timed),
+            "first_step_seconds": seconds[0],
+            "peak_memory_mib": peak_memory(device),
             "variant_seconds": time.perf_counter() - t0,
         }
         r = results[variant]
-        print(f"{variant:28s} {r['images_per_s']:9.1f} img/s  peak {r['peak_memory_mib']:8.0f} MiB  "
-              f"loss diff {difference:.2e} (tol {tolerance:g}) {'ok' if agrees else 'DISAGREES'}", flush=True)
+        print(
+            f"{variant:28s} {r['images_per_s']:9.1f} img/s  peak {r['peak_memory_mib']:8.0f} MiB  "
+            f"loss diff {difference:.2e} (tol {tolerance:g}) {'ok' if agrees else 'DISAGREES'}",
+            flush=True,
+        )
         del model, optimizer
         if device.type == "cuda":
             torch.cuda.empty_cache()
     tv = torchvision_reference(args.batch_size, side, device, args.warmup, args.iterations)
     best = max(results.values(), key=lambda r: r["images_per_s"])
-    print(f"{'torchvision resnet50 (bf16, NHWC)':28s} {tv['images_per_s']:9.1f} img/s  (AASAE best / plain RN50: "
-          f"{best['images_per_s'] / tv['images_per_s']:.2f})", flush=True)
+    print(
+        f"{'torchvision resnet50 (bf16, NHWC)':28s} {tv['images_per_s']:9.1f} img/s  (AASAE best / plain RN50: "
+        f"{best['images_per_s'] / tv['images_per_s']:.2f})",
+        flush=True,
+    )
     summary = {
         "command": " ".join(["python benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": started.isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "cuda": torch.version.cuda, "dry_run": args.dry_run, "config": name,
-        "batch_size": args.batch_size, "resolution": side, "check_steps": args.check_steps,
-        "warmup": args.warmup, "iterations": args.iterations, "variants": results,
-        "torchvision_resnet50_bf16_channels_last": tv, "all_agree": ok,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "dry_run": args.dry_run,
+        "config": name,
+        "batch_size": args.batch_size,
+        "resolution": side,
+        "check_steps": args.check_steps,
+        "warmup": args.warmup,
+        "iterations": args.iterations,
+        "variants": results,
+        "torchvision_resnet50_bf16_channels_last": tv,
+        "all_agree": ok,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(summary, indent=1))

@@ -30,6 +30,7 @@ switches; identical to self_supervision_task with the switches off).  Each run o
 a fresh Python process, so its peak memory and thread settings are its own.  Prints a table and
 writes every number (per-iteration times included) as JSON.
 """
+
 import argparse
 import datetime
 import json
@@ -52,28 +53,49 @@ SIZE_TRANSFORMS = ("Resize", "CenterCrop", "RandomResizedCrop", "RandomCrop", "A
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default="pretrain/aasae/quickstart", help="VISSL config name (config=...)")
     p.add_argument("--depth", type=int, help="encoder depth: MODEL.TRUNK.AASAE_RESNET.DEPTH")
     p.add_argument("--decoder-depth", type=int, help="MODEL.AASAE.DECODER_DEPTH")
     p.add_argument("--resolution", type=int, help="MODEL.AASAE.INPUT_HEIGHT; transform sizes scale with it")
     p.add_argument("--batch-size", type=int, help="DATA.TRAIN.BATCHSIZE_PER_REPLICA")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: AASAE.PERFORMANCE.BF16_AUTOCAST")
-    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="AASAE.PERFORMANCE.CHANNELS_LAST (default auto: the run's own decision)")
-    p.add_argument("--fused-optimizer", choices=("auto", "on", "off"), default="auto",
-                   help="AASAE.PERFORMANCE.FUSED_OPTIMIZER (default auto)")
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: AASAE.PERFORMANCE.BF16_AUTOCAST"
+    )
+    p.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="AASAE.PERFORMANCE.CHANNELS_LAST (default auto: the run's own decision)",
+    )
+    p.add_argument(
+        "--fused-optimizer",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="AASAE.PERFORMANCE.FUSED_OPTIMIZER (default auto)",
+    )
     p.add_argument("--compile", action="store_true", help="AASAE.PERFORMANCE.COMPILE")
     p.add_argument("--workers", type=int, help="DATA.NUM_DATALOADER_WORKERS (default: the config's)")
-    p.add_argument("--threads", type=int, help="torch threads of the training process (default: as the launcher, cores / ranks)")
+    p.add_argument(
+        "--threads", type=int, help="torch threads of the training process (default: as the launcher, cores / ranks)"
+    )
     p.add_argument("--metrics-frequency", type=int, help="AASAE.METRICS.LOG_FREQUENCY (default: the config's)")
-    p.add_argument("--warmup", type=int, default=2, help="iterations not timed (worker start-up, allocator, compilation)")
+    p.add_argument(
+        "--warmup", type=int, default=2, help="iterations not timed (worker start-up, allocator, compilation)"
+    )
     p.add_argument("--iterations", type=int, default=8, help="timed iterations of step and plain")
     p.add_argument("--data-batches", type=int, help="timed batches of the data pipeline alone (default 4 x iterations)")
     p.add_argument("--repeats", type=int, default=1, help="fresh-process runs of each mode")
     p.add_argument("--modes", default="step,data,plain", help="comma-separated subset of step,data,plain,reference")
-    p.add_argument("--fake-data", type=int, metavar="N", help="write N random images (at least as many as the run reads) in the config's data format and train on them")
+    p.add_argument(
+        "--fake-data",
+        type=int,
+        metavar="N",
+        help="write N random images (at least as many as the run reads) in the config's data format and train on them",
+    )
     p.add_argument("--json", help="write the results here")
     p.add_argument("--_child", choices=MODES, help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)
@@ -270,9 +292,8 @@ def thread_count(args, config) -> int:
 
 
 def make_step_timer(device):
-    from classy_vision.hooks import ClassyHook
-
     import torch
+    from classy_vision.hooks import ClassyHook
 
     class StepTimer(ClassyHook):
         """Wall time between consecutive on_step hooks, and trunk forwards per iteration."""
@@ -301,11 +322,17 @@ def make_step_timer(device):
             now, cpu, workers_cpu = time.perf_counter(), time.process_time(), descendants_cpu_seconds()
             # task.iteration was advanced after the step: the step itself ran as iteration - 1,
             # the number the metrics hook and VISSL's logs use
-            self.records.append({"iteration": task.iteration - 1, "seconds": now - self.last,
-                                 "cpu_seconds": cpu - self.last_cpu,
-                                 "workers_cpu_seconds": max(0.0, workers_cpu - self.last_workers_cpu),
-                                 "minor_faults": minor_faults() - self.last_faults,
-                                 "trunk_forwards": self.trunk_calls, "torch_threads": torch.get_num_threads()})
+            self.records.append(
+                {
+                    "iteration": task.iteration - 1,
+                    "seconds": now - self.last,
+                    "cpu_seconds": cpu - self.last_cpu,
+                    "workers_cpu_seconds": max(0.0, workers_cpu - self.last_workers_cpu),
+                    "minor_faults": minor_faults() - self.last_faults,
+                    "trunk_forwards": self.trunk_calls,
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
             self.last, self.last_cpu, self.last_workers_cpu, self.trunk_calls = now, cpu, workers_cpu, 0
             self.last_faults = minor_faults()
 
@@ -337,16 +364,19 @@ def run_step(args, config, device) -> Dict:
         logged = {json.loads(line)["iteration"] for line in metrics_file.read_text().splitlines() if line.strip()}
     for r in records:
         r["metrics_logged"] = r["iteration"] in logged
-    return summarize(records[args.warmup:], config.DATA.TRAIN.BATCHSIZE_PER_REPLICA, threads=threads) | {
+    return summarize(records[args.warmup :], config.DATA.TRAIN.BATCHSIZE_PER_REPLICA, threads=threads) | {
         "warmup_records": records[: args.warmup],
-        "metrics": metrics_split(records[args.warmup:]),
+        "metrics": metrics_split(records[args.warmup :]),
     }
 
 
 def metrics_split(records: List[Dict]) -> Dict:
     """Iterations on which the metrics hook logged versus the others: time and trunk forwards."""
     out = {}
-    for name, group in (("logged", [r for r in records if r["metrics_logged"]]), ("not_logged", [r for r in records if not r["metrics_logged"]])):
+    for name, group in (
+        ("logged", [r for r in records if r["metrics_logged"]]),
+        ("not_logged", [r for r in records if not r["metrics_logged"]]),
+    ):
         out[name] = {
             "iterations": [r["iteration"] for r in group],
             "trunk_forwards": sorted({r["trunk_forwards"] for r in group}),
@@ -381,9 +411,15 @@ def run_data(args, config, device) -> Dict:
     for i, sample in enumerate(loader):
         sync(device)
         now, cpu, workers_cpu = time.perf_counter(), time.process_time(), descendants_cpu_seconds()
-        records.append({"iteration": i, "seconds": now - last, "cpu_seconds": cpu - last_cpu,
-                        "workers_cpu_seconds": max(0.0, workers_cpu - last_workers),
-                        "images": int(sample["data"][0].shape[0])})
+        records.append(
+            {
+                "iteration": i,
+                "seconds": now - last,
+                "cpu_seconds": cpu - last_cpu,
+                "workers_cpu_seconds": max(0.0, workers_cpu - last_workers),
+                "images": int(sample["data"][0].shape[0]),
+            }
+        )
         last, last_cpu, last_workers = now, cpu, workers_cpu
     skip = data_warmup(args, workers)
     del loader
@@ -396,8 +432,8 @@ def run_plain(args, config, device) -> Dict:
     from classy_vision.losses import build_loss
     from vissl.models import build_model
 
-    from vissl_aasae.settings import MethodSettings, PerformanceSettings
     from vissl_aasae.models.posterior import posterior_of
+    from vissl_aasae.settings import MethodSettings, PerformanceSettings
     from vissl_aasae.trainer.aasae_performance import apply_performance_settings
 
     threads = thread_count(args, config)
@@ -407,8 +443,13 @@ def run_plain(args, config, device) -> Dict:
     model = apply_performance_settings(build_model(config.MODEL, config.OPTIMIZER), settings, device).to(device).train()
     original_pass = MethodSettings.from_config(config).original_image_pass
     loss_fn = build_loss(config.LOSS).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas),
-                                 weight_decay=config.OPTIMIZER.weight_decay, fused=settings.fused_optimizer or None)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=1e-4,
+        betas=tuple(config.OPTIMIZER.betas),
+        weight_decay=config.OPTIMIZER.weight_decay,
+        fused=settings.fused_optimizer or None,
+    )
     batch, side = config.DATA.TRAIN.BATCHSIZE_PER_REPLICA, int(config.MODEL.AASAE.INPUT_HEIGHT)
     x = torch.randn(batch, 3, side, side, device=device)
     target = torch.randn(batch, 3, side, side, device=device)
@@ -427,9 +468,15 @@ def run_plain(args, config, device) -> Dict:
         optimizer.step()
         float(loss)  # VISSL's step also reads the loss value every iteration
         sync(device)
-        records.append({"iteration": i, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - start_cpu,
-                        "minor_faults": minor_faults() - faults})
-    out = summarize(records[args.warmup:], batch, threads=threads) | {"warmup_records": records[: args.warmup]}
+        records.append(
+            {
+                "iteration": i,
+                "seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - start_cpu,
+                "minor_faults": minor_faults() - faults,
+            }
+        )
+    out = summarize(records[args.warmup :], batch, threads=threads) | {"warmup_records": records[: args.warmup]}
     if args.compile:
         out["compile_seconds_first_iteration"] = records[0]["seconds"]
     return out
@@ -451,8 +498,9 @@ def run_reference(args, config, device) -> Dict:
     trunk, projection, decoder_head = model.trunk, model.heads[0], model.heads[1]
     log_scale = decoder_head.log_scale
     kl_coeff = float(config.LOSS.aasae_loss.get("kl_coeff", 0.0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas),
-                                 weight_decay=config.OPTIMIZER.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=1e-4, betas=tuple(config.OPTIMIZER.betas), weight_decay=config.OPTIMIZER.weight_decay
+    )
     batch, side = config.DATA.TRAIN.BATCHSIZE_PER_REPLICA, int(config.MODEL.AASAE.INPUT_HEIGHT)
     x = torch.randn(batch, 3, side, side, device=device)
     original = torch.randn(batch, 3, side, side, device=device)
@@ -491,15 +539,28 @@ def run_reference(args, config, device) -> Dict:
         loss = (kl_coeff * kl - log_pxz).mean()
         log_px = torch.logsumexp((log_pxz + log_pz - log_qz).unsqueeze(1), dim=1).mean() - math.log(1)
         bpd = -log_px / (3 * side * side * math.log(2))
-        logs = {"kl": kl.mean(), "elbo": elbo, "bpd": bpd, "cos_sim": cos_sim.mean(),  # noqa: F841
-                "kl_augmentation": kl_aug.mean(), "log_px": log_px, "log_scale": log_scale.item()}
+        logs = {  # noqa: F841  (the reference's logged values, computed every step)
+            "kl": kl.mean(),
+            "elbo": elbo,
+            "bpd": bpd,
+            "cos_sim": cos_sim.mean(),  # noqa: F841
+            "kl_augmentation": kl_aug.mean(),
+            "log_px": log_px,
+            "log_scale": log_scale.item(),
+        }
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         sync(device)
-        records.append({"iteration": i, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - start_cpu,
-                        "minor_faults": minor_faults() - faults})
-    return summarize(records[args.warmup:], batch, threads=threads) | {"warmup_records": records[: args.warmup]}
+        records.append(
+            {
+                "iteration": i,
+                "seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - start_cpu,
+                "minor_faults": minor_faults() - faults,
+            }
+        )
+    return summarize(records[args.warmup :], batch, threads=threads) | {"warmup_records": records[: args.warmup]}
 
 
 def summarize(records: List[Dict], batch: int, **extra) -> Dict:
@@ -511,7 +572,12 @@ def summarize(records: List[Dict], batch: int, **extra) -> Dict:
         "images_per_s": images / sum(seconds),
         "images_per_s_median_iteration": batch / statistics.median(seconds),
         "images_per_s_best_iteration": batch / min(seconds),
-        "seconds_per_iteration": {"mean": statistics.fmean(seconds), "median": statistics.median(seconds), "min": min(seconds), "max": max(seconds)},
+        "seconds_per_iteration": {
+            "mean": statistics.fmean(seconds),
+            "median": statistics.median(seconds),
+            "min": min(seconds),
+            "max": max(seconds),
+        },
         # CPU time of this process (all its threads) and of its DataLoader workers
         "cpu_seconds_per_iteration": statistics.fmean(r["cpu_seconds"] for r in records),
         "workers_cpu_seconds_per_iteration": statistics.fmean(r.get("workers_cpu_seconds", 0.0) for r in records),
@@ -538,9 +604,14 @@ def resolved_settings(config) -> Dict:
         "task": config.TRAINER.TASK_NAME,
         "train_step": config.TRAINER.TRAIN_STEP_NAME,
         "performance": dict(PerformanceSettings.from_config(config).__dict__),
-        "performance_resolved": dict(PerformanceSettings.from_config(config).resolved(
-            __import__("torch").device("cuda" if config.MACHINE.DEVICE == "gpu" else "cpu"),
-            bool(config.MODEL.AMP_PARAMS.USE_AMP)).__dict__),
+        "performance_resolved": dict(
+            PerformanceSettings.from_config(config)
+            .resolved(
+                __import__("torch").device("cuda" if config.MACHINE.DEVICE == "gpu" else "cpu"),
+                bool(config.MODEL.AMP_PARAMS.USE_AMP),
+            )
+            .__dict__
+        ),
     }
 
 
@@ -556,7 +627,9 @@ def child_main(args) -> None:
         _, probe = compose_config(args, -1, tmp, check=False)
         batch = batch_guess or probe.DATA.TRAIN.BATCHSIZE_PER_REPLICA
         workers = int(probe.DATA.NUM_DATALOADER_WORKERS)
-        _, config = compose_config(args, samples_needed(args, args._child, batch, workers), os.path.join(tmp, "checkpoints"))
+        _, config = compose_config(
+            args, samples_needed(args, args._child, batch, workers), os.path.join(tmp, "checkpoints")
+        )
         load_before = os.getloadavg()
         runner = {"step": run_step, "data": run_data, "plain": run_plain, "reference": run_reference}[args._child]
         result = runner(args, config, device)
@@ -638,11 +711,19 @@ def table(summary: Dict) -> str:
         mem = s.get("peak_cuda_allocated_mib", s["peak_rss_mib"])
         per_iter = statistics.median(r["seconds_per_iteration"]["median"] for r in s["runs"])
         loads = s["load_average_1min"]
-        rows.append((mode, f"{s['images_per_s']:.1f}", f"{s['images_per_s_min']:.1f}-{s['images_per_s_max']:.1f}",
-                     f"{s['images_per_s_median_iteration']:.1f}", f"{s['images_per_s_best_iteration']:.1f}",
-                     f"{s['images_per_cpu_s']:.2f}", f"{per_iter:.3f}",
-                     f"{mem:.0f}" + (" (cuda)" if "peak_cuda_allocated_mib" in s else " (rss)"),
-                     f"{min(loads):.2f}-{max(loads):.2f}"))
+        rows.append(
+            (
+                mode,
+                f"{s['images_per_s']:.1f}",
+                f"{s['images_per_s_min']:.1f}-{s['images_per_s_max']:.1f}",
+                f"{s['images_per_s_median_iteration']:.1f}",
+                f"{s['images_per_s_best_iteration']:.1f}",
+                f"{s['images_per_cpu_s']:.2f}",
+                f"{per_iter:.3f}",
+                f"{mem:.0f}" + (" (cuda)" if "peak_cuda_allocated_mib" in s else " (rss)"),
+                f"{min(loads):.2f}-{max(loads):.2f}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -681,19 +762,30 @@ def main(argv=None) -> int:
             for mode in args.modes:
                 runs[mode].append(run_child(forwarded, mode, data_root))
                 r = runs[mode][-1]
-                print(f"[{repeat + 1}/{args.repeats}] {mode}: {r['images_per_s']:.2f} img/s, "
-                      f"load {r['load_average_before'][0]:.2f}", flush=True)
+                print(
+                    f"[{repeat + 1}/{args.repeats}] {mode}: {r['images_per_s']:.2f} img/s, "
+                    f"load {r['load_average_before'][0]:.2f}",
+                    flush=True,
+                )
         results = {mode: aggregate(mode_runs) for mode, mode_runs in runs.items()}
     ratios = {}
     if "step" in results and "plain" in results:
         ratios["step / plain (img/s)"] = results["step"]["images_per_s"] / results["plain"]["images_per_s"]
-        ratios["step / plain (median iteration)"] = results["step"]["images_per_s_median_iteration"] / results["plain"]["images_per_s_median_iteration"]
+        ratios["step / plain (median iteration)"] = (
+            results["step"]["images_per_s_median_iteration"] / results["plain"]["images_per_s_median_iteration"]
+        )
         ratios["step / plain (best run)"] = results["step"]["images_per_s_max"] / results["plain"]["images_per_s_max"]
-        ratios["step / plain (best iteration)"] = results["step"]["images_per_s_best_iteration"] / results["plain"]["images_per_s_best_iteration"]
-        ratios["step / plain (img per CPU-s)"] = results["step"]["images_per_cpu_s"] / results["plain"]["images_per_cpu_s"]
+        ratios["step / plain (best iteration)"] = (
+            results["step"]["images_per_s_best_iteration"] / results["plain"]["images_per_s_best_iteration"]
+        )
+        ratios["step / plain (img per CPU-s)"] = (
+            results["step"]["images_per_cpu_s"] / results["plain"]["images_per_cpu_s"]
+        )
     if "step" in results and "reference" in results:
         ratios["step / reference (img/s)"] = results["step"]["images_per_s"] / results["reference"]["images_per_s"]
-        ratios["step / reference (img per CPU-s)"] = results["step"]["images_per_cpu_s"] / results["reference"]["images_per_cpu_s"]
+        ratios["step / reference (img per CPU-s)"] = (
+            results["step"]["images_per_cpu_s"] / results["reference"]["images_per_cpu_s"]
+        )
     if "plain" in results and "reference" in results:
         ratios["plain / reference (img/s)"] = results["plain"]["images_per_s"] / results["reference"]["images_per_s"]
     if "step" in results and "data" in results:
@@ -703,10 +795,29 @@ def main(argv=None) -> int:
         "command": " ".join(["python benchmarks/throughput.py", *argv]),
         "date": started.isoformat(timespec="seconds"),
         **environment(args.device),
-        "settings": {k: getattr(args, k) for k in ("config", "depth", "decoder_depth", "resolution", "batch_size", "device",
-                                                     "precision", "channels_last", "compile", "workers", "threads",
-                                                     "metrics_frequency", "warmup", "iterations", "data_batches",
-                                                     "repeats", "fake_data", "overrides")},
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "config",
+                "depth",
+                "decoder_depth",
+                "resolution",
+                "batch_size",
+                "device",
+                "precision",
+                "channels_last",
+                "compile",
+                "workers",
+                "threads",
+                "metrics_frequency",
+                "warmup",
+                "iterations",
+                "data_batches",
+                "repeats",
+                "fake_data",
+                "overrides",
+            )
+        },
         "results": results,
         "ratios": ratios,
     }

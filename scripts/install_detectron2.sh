@@ -20,10 +20,12 @@
 #   * names the distribution `detectron2` (so a later canonical install replaces it cleanly) and
 #     replaces install_requires by the runtime needs that work on Python 3.11 / numpy 2;
 # then builds and installs it without build isolation (setup.py imports torch).
-# The Faster R-CNN R50-C4 path runs without `_C` (it uses torchvision's roi_align/nms) once the
-# runtime patches in vissl_aasae (placeholder `detectron2._C`, Pillow >= 10, numpy 2) are applied.
+#   * puts scripts/detectron2_C.py in place of the compiled `detectron2._C` (its ops raise a clear
+#     error when called) and renames in the sources what Pillow >= 10 (Image.LINEAR) and numpy >= 1.24
+#     (np.str/int/float) removed, so that detectron2 imports and runs on its own.
+# The Faster R-CNN R50-C4 path runs without `_C` (it uses torchvision's roi_align/nms).
 #
-# Idempotent: does nothing when `import detectron2` already gives version 0.5 and pycocotools imports.
+# Idempotent: does nothing when detectron2 0.5 and pycocotools import and detectron2.modeling imports on its own.
 # Needs torch and torchvision already installed in the target environment (see requirements.txt).
 set -euo pipefail
 
@@ -55,6 +57,7 @@ fi
 if "$PY" - "$D2_VERSION" <<'EOF' 2>/dev/null; then
 import sys
 import detectron2, pycocotools  # noqa: F401
+import detectron2.modeling  # noqa: F401  (imports on its own: _C and today's Pillow/numpy names are provided)
 sys.exit(0 if detectron2.__version__ == sys.argv[1] else 1)
 EOF
   echo "install_detectron2.sh: detectron2 $D2_VERSION already installed for $PY"
@@ -105,6 +108,24 @@ for pattern, replacement in edits:
     if count != 1:
         sys.exit("install_detectron2.sh: setup.py has no %r; the sdist changed" % pattern)
 open(path, "w").write(text)
+EOF
+
+echo "install_detectron2.sh: detectron2._C placeholder and today's Pillow/numpy names in the sources"
+# detectron2 imports its compiled _C at import time; a Python module stands in for it (its ops raise
+# a clear error when called), so that detectron2 imports on its own, without vissl_aasae
+cp "$REPO/scripts/detectron2_C.py" "$SRC/detectron2/_C.py"
+"$PY" - "$SRC/detectron2" <<'EOF'
+import pathlib
+import re
+import sys
+
+# Pillow 10 removed Image.LINEAR (a default argument at import time); numpy 1.24 removed np.str/int/float
+for path in pathlib.Path(sys.argv[1]).rglob("*.py"):
+    text = path.read_text()
+    fixed = text.replace("Image.LINEAR", "Image.BILINEAR")
+    fixed = re.sub(r"\bnp\.(str|int|float)\b(?![\w.])", r"\1", fixed)
+    if fixed != text:
+        path.write_text(fixed)
 EOF
 
 echo "install_detectron2.sh: building and installing detectron2 $D2_VERSION"

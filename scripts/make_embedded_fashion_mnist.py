@@ -6,6 +6,7 @@
 A class-balanced, seeded subset of the train and test splits (Fashion-MNIST, MIT licence,
 Zalando Research; see vissl_aasae/data/embedded/README.md).
 """
+
 import argparse
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Tiny data sets written in the real on-disk formats (CIFAR-10 python, STL-10 binary, image folders)."""
+
 import pickle
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Each compat patch: a test that fails without it."""
+
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from vissl_aasae import compat
+from vissl_aasae.compat import behaviour
 from vissl_aasae.launcher import compose
 
 
@@ -58,8 +60,14 @@ def test_broadcast_object_two_ranks_delivers_the_object():
 
 
 def test_apex_amp_default_becomes_pytorch():
-    _, config = compose(["config=pretrain/aasae/quickstart", "config.MODEL.AMP_PARAMS.USE_AMP=True",
-                         "config.MODEL.AMP_PARAMS.AMP_TYPE=apex", "config.MODEL.SYNC_BN_CONFIG.SYNC_BN_TYPE=apex"])
+    _, config = compose(
+        [
+            "config=pretrain/aasae/quickstart",
+            "config.MODEL.AMP_PARAMS.USE_AMP=True",
+            "config.MODEL.AMP_PARAMS.AMP_TYPE=apex",
+            "config.MODEL.SYNC_BN_CONFIG.SYNC_BN_TYPE=apex",
+        ]
+    )
     assert config.MODEL.AMP_PARAMS.AMP_TYPE == "pytorch"
     assert config.MODEL.SYNC_BN_CONFIG.SYNC_BN_TYPE == "pytorch"
 
@@ -89,8 +97,8 @@ def test_legacy_import_warnings_are_silenced():
 KILLED_LOADER = """
 import os, signal, sys, torch
 from torch.utils.data import DataLoader, TensorDataset
-from vissl_aasae import compat
-init = compat.watch_main_process if sys.argv[1] == "watched" else None
+from vissl_aasae.data.workers import watch_main_process
+init = watch_main_process if sys.argv[1] == "watched" else None
 loader = DataLoader(TensorDataset(torch.zeros(100000, 1)), batch_size=1, num_workers=2,
                     multiprocessing_context="forkserver", worker_init_fn=init)
 it = iter(loader)
@@ -111,7 +119,9 @@ def _running(pid: int) -> bool:
 def _workers_of_a_killed_trainer(mode: str, wait_s: float):
     # output to a file: orphaned workers would hold a pipe open and keep subprocess.run waiting
     with tempfile.TemporaryFile("w+") as log:
-        out = subprocess.run([sys.executable, "-c", KILLED_LOADER, mode], stdout=log, stderr=subprocess.STDOUT, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", KILLED_LOADER, mode], stdout=log, stderr=subprocess.STDOUT, timeout=120
+        )
         log.seek(0)
         text = log.read()
     assert out.returncode == -9, text[-2000:]
@@ -140,10 +150,12 @@ def test_vissl_dataloaders_get_the_watching_worker_init(monkeypatch):
     from vissl.trainer import train_task
 
     seen = []
-    monkeypatch.setattr(compat, "_APPLIED", compat._APPLIED - {"patch_orphaned_workers"})
+    from vissl_aasae.compat import _patching
+
+    monkeypatch.setattr(_patching, "_APPLIED", _patching._APPLIED - {"patch_orphaned_workers"})
     monkeypatch.setattr(vissl.data, "build_dataloader", lambda *a, **kw: seen.append(kw["worker_init_fn"]))
     monkeypatch.setattr(train_task, "build_dataloader", None)
-    compat.patch_orphaned_workers()
+    behaviour.patch_orphaned_workers()
     train_task.build_dataloader(dataset=None)
     vissl.data.build_dataloader(dataset=None)
     assert seen == [compat.vissl_worker_init] * 2
@@ -214,7 +226,7 @@ def test_environment_dump_leaves_secrets_out_unless_asked(caplog, monkeypatch):
     assert "OMP_NUM_THREADS:\t2" in caplog.text
     assert "2 other environment variables not logged" in caplog.text
     caplog.clear()
-    monkeypatch.setitem(compat._ENVIRONMENT_LOGGING, "all", True)  # config.AASAE.LOG_ENVIRONMENT=True
+    monkeypatch.setitem(behaviour._ENVIRONMENT_LOGGING, "all", True)  # config.AASAE.LOG_ENVIRONMENT=True
     with caplog.at_level(logging.INFO):
         vissl.engines.train.print_system_env_info(env)
     assert "HF_TOKEN:\thf_abcdef" in caplog.text
@@ -234,7 +246,7 @@ def test_ctrl_c_in_a_rank_is_not_swallowed_by_vissl(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compat.distributed_worker, "__wrapped__", interrupted)
+    monkeypatch.setattr(behaviour.distributed_worker, "__wrapped__", interrupted)
     with pytest.raises(compat.TrainingInterrupted):
         distributed_launcher._distributed_worker(0, {"MACHINE": {}}, 0, "id", "train", None, "/tmp", None)
     try:  # the exception VISSL's `except (KeyboardInterrupt, RuntimeError)` lets through

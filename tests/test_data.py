@@ -1,10 +1,11 @@
 """Data readers (real on-disk formats), the view pair transform and the collator."""
+
 import numpy as np
 import pytest
 import torch
+from fake_data import write_cifar10, write_stl10
 from PIL import Image
 
-from fake_data import write_cifar10, write_stl10
 from vissl_aasae.data.aasae_array import AASAEArrayDataset, load_arrays
 from vissl_aasae.data.aasae_collator import aasae_collator
 from vissl_aasae.data.aasae_gaussian_blur import simclr_blur_kernel
@@ -42,7 +43,10 @@ def test_hold_out_keeps_the_reference_random_split(tmp_path):
     train_part, _ = random_split(range(20), [15, 5], generator=torch.Generator().manual_seed(42))
     assert len(ds) == 15 and ds.get_labels() == all_labels[list(train_part)].tolist()
     assert np.array_equal(np.asarray(ds[0][0]), all_images[train_part[0]])
-    assert len(AASAEArrayDataset({"DATA": {"TRAIN": {"HOLD_OUT": 0}}}, "aasae_array", str(tmp_path), "train", "cifar10")) == 20
+    assert (
+        len(AASAEArrayDataset({"DATA": {"TRAIN": {"HOLD_OUT": 0}}}, "aasae_array", str(tmp_path), "train", "cifar10"))
+        == 20
+    )
     for bad in (20, -1, 2.5, True):
         with pytest.raises(ValueError, match=r"DATA.TRAIN.HOLD_OUT=.*must be an integer from 0 to 19"):
             AASAEArrayDataset({"DATA": {"TRAIN": {"HOLD_OUT": bad}}}, "aasae_array", str(tmp_path), "train", "cifar10")
@@ -91,11 +95,13 @@ def test_bad_paths_and_names_are_named(tmp_path):
 
 
 def test_views_and_collator():
-    views = AASAEViews.from_config({
-        "name": "AASAEViews",
-        "original": [{"name": "ToTensor"}],
-        "augmented": [{"name": "RandomHorizontalFlip", "p": 1.0}, {"name": "ToTensor"}],
-    })
+    views = AASAEViews.from_config(
+        {
+            "name": "AASAEViews",
+            "original": [{"name": "ToTensor"}],
+            "augmented": [{"name": "RandomHorizontalFlip", "p": 1.0}, {"name": "ToTensor"}],
+        }
+    )
     img = Image.fromarray(np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3))
     batch = [{"data": [views(img)], "label": [i], "data_valid": [1], "data_idx": [i]} for i in range(3)]
     out = aasae_collator(batch)
@@ -127,6 +133,9 @@ def test_cifar10_batches_are_read_without_running_code(tmp_path):
 
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
     batch.write_bytes(pickle.dumps({"data": Evil(), "labels": [0]}))
-    with pytest.raises(ValueError, match=r"CIFAR-10 batch file .*data_batch_1.* was not loaded: it holds .*open, which is not on the allow-list"):
+    with pytest.raises(
+        ValueError,
+        match=r"CIFAR-10 batch file .*data_batch_1.* was not loaded: it holds .*open, which is not on the allow-list",
+    ):
         load_arrays("cifar10", str(tmp_path), "train")
     assert not marker.exists()

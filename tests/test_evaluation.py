@@ -1,6 +1,7 @@
 """Evaluation protocols: kNN / linear-probe math, trunk loading and its mismatch check, every
 benchmark config run for one iteration on CPU on tiny data in its on-disk format, and the
 quickstart checkpoint evaluated on real held-out Fashion-MNIST images."""
+
 import json
 import subprocess
 import sys
@@ -8,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import CPU_OVERRIDES, REPO, run_launcher
 from fake_data import write_cifar10, write_image_folder, write_stl10
+
 from vissl_aasae.config_check import ConfigError
 from vissl_aasae.evaluation import filelists
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
@@ -63,11 +64,16 @@ def save_vissl_checkpoint(model, path):
     """A checkpoint in the layout VISSL's trainer writes (what the plugin's pretraining produces)."""
     torch.save(
         {
-            "type": "consolidated", "phase_idx": 0, "iteration": 1, "iteration_num": 1, "train_phase_idx": 0,
+            "type": "consolidated",
+            "phase_idx": 0,
+            "iteration": 1,
+            "iteration_num": 1,
+            "train_phase_idx": 0,
             "loss": {},
             "classy_state_dict": {
                 "base_model": {
-                    "model": {"trunk": model.trunk.state_dict(), "heads": model.heads.state_dict()}, "meta": {},
+                    "model": {"trunk": model.trunk.state_dict(), "heads": model.heads.state_dict()},
+                    "meta": {},
                 },
             },
         },
@@ -80,8 +86,13 @@ def pretrained_model(dataset, depth=18):
     """The plugin's pretraining model (trunk + projection + decoder) of pretrain/aasae/<dataset>."""
     from vissl.models import build_model
 
-    _, config = compose([f"config=pretrain/aasae/{dataset}", f"config.MODEL.TRUNK.AASAE_RESNET.DEPTH={depth}",
-                         "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused"])
+    _, config = compose(
+        [
+            f"config=pretrain/aasae/{dataset}",
+            f"config.MODEL.TRUNK.AASAE_RESNET.DEPTH={depth}",
+            "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused",
+        ]
+    )
     torch.manual_seed(1)
     model = build_model(config.MODEL, config.OPTIMIZER)
     with torch.no_grad():  # distinctive BN statistics, to see that buffers are loaded too
@@ -105,8 +116,14 @@ R18_CIFAR = ["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=18", "config.MODEL.HEAD.PARA
 
 
 def eval_config(name, ckpt, *extra, ckpt_dir="/tmp/aasae_eval_unused"):
-    return compose([f"config=benchmark/aasae/{name}", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={ckpt}",
-                    f"config.CHECKPOINT.DIR={ckpt_dir}", *extra])[1]
+    return compose(
+        [
+            f"config=benchmark/aasae/{name}",
+            f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={ckpt}",
+            f"config.CHECKPOINT.DIR={ckpt_dir}",
+            *extra,
+        ]
+    )[1]
 
 
 def test_trunk_is_loaded_exactly_and_pretraining_heads_are_not(checkpoints):
@@ -132,20 +149,30 @@ def test_pretraining_head_with_the_evaluation_head_name_is_not_copied(tmp_path, 
     extra = ["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=18", "config.MODEL.HEAD.PARAMS=[[mlp,{dims:[512,1000]}]]"]
     model = build_eval_model(eval_config("semi_supervised/imagenet1k_1percent", tmp_path / "colliding.torch", *extra))
     assert not torch.any(model.heads[0].clf[0].weight == 7.0)
-    assert torch.equal(model.trunk._feature_blocks.conv1.weight,
-                       ckpt["classy_state_dict"]["base_model"]["model"]["trunk"]["_feature_blocks.conv1.weight"])
+    assert torch.equal(
+        model.trunk._feature_blocks.conv1.weight,
+        ckpt["classy_state_dict"]["base_model"]["model"]["trunk"]["_feature_blocks.conv1.weight"],
+    )
 
 
 @pytest.mark.parametrize(
     "name, extra, expected",
     [
         # ResNet-18 CIFAR checkpoint into a ResNet-34 trunk: VISSL alone would leave layer1.2... random
-        ("linear/cifar10", [*R18_CIFAR, "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=34"],
-         ["96 trunk keys missing from the checkpoint: [_feature_blocks.layer1.2.bn1.bias,", "... (88 more)"]),
+        (
+            "linear/cifar10",
+            [*R18_CIFAR, "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=34"],
+            ["96 trunk keys missing from the checkpoint: [_feature_blocks.layer1.2.bn1.bias,", "... (88 more)"],
+        ),
         # same depth, other stem: the first conv differs
-        ("linear/cifar10", [*R18_CIFAR, "config.MODEL.TRUNK.AASAE_RESNET.STEM=stl10"],
-         ["1 trunk keys with another shape",
-          "_feature_blocks.conv1.weight (checkpoint [64, 3, 3, 3] vs model [64, 3, 7, 7])"]),
+        (
+            "linear/cifar10",
+            [*R18_CIFAR, "config.MODEL.TRUNK.AASAE_RESNET.STEM=stl10"],
+            [
+                "1 trunk keys with another shape",
+                "_feature_blocks.conv1.weight (checkpoint [64, 3, 3, 3] vs model [64, 3, 7, 7])",
+            ],
+        ),
         # the STL-10 default trunk is a ResNet-50
         ("linear/stl10", [], ["_feature_blocks.layer1.0.conv3.weight", "ResNet-18 (WIDTH_MULTIPLIER 1), 3x3 stem"]),
     ],
@@ -180,8 +207,13 @@ def test_resnet50_trunks_of_each_stem_load_and_classify(tmp_path, name, pretrain
     """The paper's ResNet-50 trunks (CIFAR, STL-10, ImageNet stems) from a pretraining checkpoint of this plugin."""
     from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
 
-    _, pre = compose([f"config=pretrain/aasae/{pretrain}", "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=50",
-                      "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused"])
+    _, pre = compose(
+        [
+            f"config=pretrain/aasae/{pretrain}",
+            "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=50",
+            "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused",
+        ]
+    )
     trunk = MODEL_TRUNKS_REGISTRY["aasae_resnet"](pre.MODEL, "aasae_resnet")
     model = type("Pretrained", (), {"trunk": trunk, "heads": torch.nn.ModuleList()})
     ckpt = save_vissl_checkpoint(model, tmp_path / "rn50.torch")
@@ -206,7 +238,9 @@ def test_head_size_must_match_the_trunk(checkpoints):
 def test_cpu_runner_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
     out = subprocess.run(
         [sys.executable, str(EVALUATE), "--checkpoint", str(checkpoints["stl10"]), f"config.CHECKPOINT.DIR={tmp_path}"],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "_feature_blocks.conv1.weight (checkpoint [64, 3, 7, 7] vs model [64, 3, 3, 3])" in out.stderr
@@ -215,10 +249,17 @@ def test_cpu_runner_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
 @pytest.mark.slow
 def test_launcher_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
     out = run_launcher(
-        ["config=benchmark/aasae/linear/cifar10", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoints['stl10']}",
-         *R18_CIFAR, *CPU_OVERRIDES, f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}", "config.DATA.TRAIN.DATA_PATHS=[embedded]",
-         "config.DATA.TRAIN.DATASET_NAMES=[npz]", "config.DATA.TEST.DATA_PATHS=[embedded]",
-         "config.DATA.TEST.DATASET_NAMES=[npz]"],
+        [
+            "config=benchmark/aasae/linear/cifar10",
+            f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoints['stl10']}",
+            *R18_CIFAR,
+            *CPU_OVERRIDES,
+            f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}",
+            "config.DATA.TRAIN.DATA_PATHS=[embedded]",
+            "config.DATA.TRAIN.DATASET_NAMES=[npz]",
+            "config.DATA.TEST.DATA_PATHS=[embedded]",
+            "config.DATA.TEST.DATASET_NAMES=[npz]",
+        ],
         cwd=tmp_path,
     )
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
@@ -228,10 +269,15 @@ def test_launcher_refuses_a_mismatched_checkpoint(tmp_path, checkpoints):
 
 # every benchmark config and the pretraining config whose checkpoint it evaluates (its header says so)
 BENCHMARK_OF = {
-    "linear/cifar10": "cifar10", "knn/cifar10": "cifar10",
-    "linear/stl10": "stl10", "knn/stl10": "stl10",
-    "linear/imagenet1k": "imagenet", "knn/imagenet1k": "imagenet", "linear/places205": "imagenet",
-    "semi_supervised/imagenet1k_1percent": "imagenet", "semi_supervised/imagenet1k_10percent": "imagenet",
+    "linear/cifar10": "cifar10",
+    "knn/cifar10": "cifar10",
+    "linear/stl10": "stl10",
+    "knn/stl10": "stl10",
+    "linear/imagenet1k": "imagenet",
+    "knn/imagenet1k": "imagenet",
+    "linear/places205": "imagenet",
+    "semi_supervised/imagenet1k_1percent": "imagenet",
+    "semi_supervised/imagenet1k_10percent": "imagenet",
     "knn/quickstart": "quickstart",
 }
 
@@ -251,8 +297,11 @@ def default_checkpoints(tmp_path_factory):
 
 
 def test_every_benchmark_config_is_listed():
-    listed = {p.relative_to(REPO / "configs/config/benchmark/aasae").with_suffix("").as_posix()
-              for p in (REPO / "configs/config/benchmark/aasae").glob("*/*.yaml") if p.name != "common.yaml"}
+    listed = {
+        p.relative_to(REPO / "configs/config/benchmark/aasae").with_suffix("").as_posix()
+        for p in (REPO / "configs/config/benchmark/aasae").glob("*/*.yaml")
+        if p.name != "common.yaml"
+    }
     assert listed == set(BENCHMARK_OF)
 
 
@@ -294,8 +343,13 @@ def test_linear_protocol_settings(name, classes, feature_dim):
 
 
 def test_linear_lr_scales_with_the_global_batch():
-    config = compose(["config=benchmark/aasae/linear/cifar10", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=512",
-                      "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused"])[1]
+    config = compose(
+        [
+            "config=benchmark/aasae/linear/cifar10",
+            "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=512",
+            "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused",
+        ]
+    )[1]
     assert _lr(config).start_value == pytest.approx(0.2)
 
 
@@ -309,8 +363,12 @@ def test_places205_protocol_settings():
 
 @pytest.mark.parametrize("percent, trunk_lr, head_lr", [(1, 0.02, 0.5), (10, 0.01, 0.2)])
 def test_semi_supervised_protocol_settings(percent, trunk_lr, head_lr):
-    config = compose([f"config=benchmark/aasae/semi_supervised/imagenet1k_{percent}percent",
-                      "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused"])[1]
+    config = compose(
+        [
+            f"config=benchmark/aasae/semi_supervised/imagenet1k_{percent}percent",
+            "config.CHECKPOINT.DIR=/tmp/aasae_eval_unused",
+        ]
+    )[1]
     opt = config.OPTIMIZER
     assert (opt.num_epochs, opt.momentum, opt.weight_decay) == (20, 0.9, 0.0)
     assert config.DATA.TRAIN.BATCHSIZE_PER_REPLICA * config.DISTRIBUTED.NUM_PROC_PER_NODE == 256
@@ -326,8 +384,21 @@ def test_semi_supervised_protocol_settings(percent, trunk_lr, head_lr):
 def test_subset_filelist_uses_the_image_folder_class_numbering(tmp_path):
     write_image_folder(tmp_path / "train", classes=("n02", "n01", "n03"), per_class=2, size=8)
     (tmp_path / "1percent.txt").write_text("n03_1.jpg\nn01_0.jpg\n")
-    assert filelists.main(["--subset", str(tmp_path / "1percent.txt"), "--train-dir", str(tmp_path / "train"),
-                           "--out-dir", str(tmp_path / "out"), "--name", "sub"]) == 0
+    assert (
+        filelists.main(
+            [
+                "--subset",
+                str(tmp_path / "1percent.txt"),
+                "--train-dir",
+                str(tmp_path / "train"),
+                "--out-dir",
+                str(tmp_path / "out"),
+                "--name",
+                "sub",
+            ]
+        )
+        == 0
+    )
     paths = np.load(tmp_path / "out" / "sub_images.npy")
     assert [p.split("/")[-2:] for p in paths] == [["n03", "n03_1.jpg"], ["n01", "n01_0.jpg"]]
     assert np.load(tmp_path / "out" / "sub_labels.npy").tolist() == [2, 0]  # sorted folders: n01 n02 n03
@@ -349,17 +420,22 @@ def data_root(tmp_path_factory):
         write_image_folder(root / name / "val", classes=("c0", "c1"), per_class=1, size=72, seed=5)
     # a "1percent.txt" in the standard format: file names of training images
     (root / "subset.txt").write_text("c1_0.jpg\nc0_1.jpg\n")
-    filelists.write_filelist(filelists.read_subset(root / "subset.txt"), str(root / "imagenet" / "train"),
-                             str(root / "subsets"), "subset")
+    filelists.write_filelist(
+        filelists.read_subset(root / "subset.txt"), str(root / "imagenet" / "train"), str(root / "subsets"), "subset"
+    )
     return root
 
 
 def paths(train, test=None, labels=None):
     """Overrides pointing DATA.TRAIN / DATA.TEST (and TRAIN's label file) into the tiny data root."""
+
     def build(root):
-        out = [f"config.DATA.TRAIN.DATA_PATHS=[{root / train}]",
-               f"config.DATA.TEST.DATA_PATHS=[{root / (test or train)}]"]
+        out = [
+            f"config.DATA.TRAIN.DATA_PATHS=[{root / train}]",
+            f"config.DATA.TEST.DATA_PATHS=[{root / (test or train)}]",
+        ]
         return out + ([f"config.DATA.TRAIN.LABEL_PATHS=[{root / labels}]"] if labels else [])
+
     return build
 
 
@@ -372,8 +448,9 @@ def head(dim, classes):
 
 # step schedules whose milestones lie beyond the one epoch run here: one constant step instead
 # (the schedules themselves are checked by the *_protocol_settings tests)
-ONE_STEP = [f"config.OPTIMIZER.param_schedulers.{s}.{k}"
-            for s in ("lr", "lr_head") for k in ("milestones=[]", "values=[0.01]")]
+ONE_STEP = [
+    f"config.OPTIMIZER.param_schedulers.{s}.{k}" for s in ("lr", "lr_head") for k in ("milestones=[]", "values=[0.01]")
+]
 SUBSET = paths("subsets/subset_images.npy", "imagenet/val", labels="subsets/subset_labels.npy")
 
 # config -> (checkpoint stem, data overrides, extra overrides): ResNet-18 trunks with each stem
@@ -401,11 +478,18 @@ def test_benchmark_config_runs_one_iteration_on_cpu(tmp_path, data_root, checkpo
     stem, data, extra = CASES[name]
     ckpt_dir = tmp_path / "out"
     overrides = [
-        f"config=benchmark/aasae/{name}", f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoints[stem]}",
-        *CPU_OVERRIDES, *data(data_root), *extra,
-        "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=2", "config.DATA.TEST.BATCHSIZE_PER_REPLICA=2",
-        "config.DATA.TRAIN.DATA_LIMIT=2", "config.DATA.TEST.DATA_LIMIT=2",
-        "config.OPTIMIZER.num_epochs=1", "config.LOG_FREQUENCY=1", f"config.CHECKPOINT.DIR={ckpt_dir}",
+        f"config=benchmark/aasae/{name}",
+        f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoints[stem]}",
+        *CPU_OVERRIDES,
+        *data(data_root),
+        *extra,
+        "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=2",
+        "config.DATA.TEST.BATCHSIZE_PER_REPLICA=2",
+        "config.DATA.TRAIN.DATA_LIMIT=2",
+        "config.DATA.TEST.DATA_LIMIT=2",
+        "config.OPTIMIZER.num_epochs=1",
+        "config.LOG_FREQUENCY=1",
+        f"config.CHECKPOINT.DIR={ckpt_dir}",
     ]
     if name.startswith("knn/") and name != "knn/quickstart":
         # what the engine runs, in this process (knn/quickstart below goes through the launcher and engine)
@@ -455,9 +539,15 @@ def quickstart_run(tmp_path_factory):
     """The quickstart recipe through the launcher for one pass over the 5000 embedded train images."""
     ckpt_dir = tmp_path_factory.mktemp("quickstart")
     out = run_launcher(
-        ["config=pretrain/aasae/quickstart", f"config.DATA.TRAIN.DATA_LIMIT={QUICKSTART_IMAGES}",
-         "config.OPTIMIZER.num_epochs=1", "config.LOG_FREQUENCY=1", "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0",
-         "config.AASAE.METRICS.NUM_IMAGES=0", f"config.CHECKPOINT.DIR={ckpt_dir}"],
+        [
+            "config=pretrain/aasae/quickstart",
+            f"config.DATA.TRAIN.DATA_LIMIT={QUICKSTART_IMAGES}",
+            "config.OPTIMIZER.num_epochs=1",
+            "config.LOG_FREQUENCY=1",
+            "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0",
+            "config.AASAE.METRICS.NUM_IMAGES=0",
+            f"config.CHECKPOINT.DIR={ckpt_dir}",
+        ],
         cwd=ckpt_dir,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -481,8 +571,9 @@ def constant_prediction_loss() -> float:
     from vissl_aasae.data.aasae_array import EMBEDDED
 
     images = np.load(EMBEDDED)["train_images"][:QUICKSTART_IMAGES]
-    to_target = transforms.Compose([transforms.Resize(32), transforms.ToTensor(),
-                                    transforms.Normalize([0.286] * 3, [0.353] * 3)])
+    to_target = transforms.Compose(
+        [transforms.Resize(32), transforms.ToTensor(), transforms.Normalize([0.286] * 3, [0.353] * 3)]
+    )
     x = torch.stack([to_target(Image.fromarray(im).convert("RGB")) for im in images])
     return 0.5 * math.log(2 * math.pi) * x[0].numel() + 0.5 * ((x - x.mean()) ** 2).sum((1, 2, 3)).mean().item()
 
@@ -501,7 +592,10 @@ def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
     last = sum(losses[-15:]) / 15
     print(f"constant prediction {constant:.1f}, first 15 {sum(losses[:15]) / 15:.1f}, last 15 {last:.1f}")
     assert last < 0.88 * constant
-    summary = f"AASAE summary: 156 iterations, loss {sum(losses[:15]) / 15:.4g} (mean of iterations 0-14) -> {last:.4g} (mean of iterations 141-155)"
+    summary = (
+        f"AASAE summary: 156 iterations, loss {sum(losses[:15]) / 15:.4g} (mean of iterations 0-14) -> "
+        f"{last:.4g} (mean of iterations 141-155)"
+    )
     assert summary in stdout
 
 
@@ -522,9 +616,18 @@ def test_quickstart_checkpoint_beats_random_init_on_held_out_fashion_mnist(tmp_p
     pretrained trunk's linear top-1 above the random trunk's by LINEAR_MARGIN (measured +2.3).
     """
     out = subprocess.run(
-        [sys.executable, str(EVALUATE), "--checkpoint", str(quickstart_checkpoint),
-         "--output", str(tmp_path / "q.json"), f"config.CHECKPOINT.DIR={tmp_path}"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(EVALUATE),
+            "--checkpoint",
+            str(quickstart_checkpoint),
+            "--output",
+            str(tmp_path / "q.json"),
+            f"config.CHECKPOINT.DIR={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     pretrained = json.loads((tmp_path / "q.json").read_text())

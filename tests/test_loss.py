@@ -1,4 +1,5 @@
 """aasae_loss against closed forms computed independently (torch.distributions, explicit sums)."""
+
 import math
 
 import pytest
@@ -26,9 +27,9 @@ def reference(x_hat, mu, log_var, z, log_scale, target, kl_coeff):
     scale = math.exp(log_scale.item() / 2) + 1e-6
     losses, kls = [], []
     for b in range(target.shape[0]):
-        recon = sum(
-            Normal(x_hat[s, b], scale).log_prob(target[b]).sum() for s in range(x_hat.shape[0])
-        ) / x_hat.shape[0]
+        recon = (
+            sum(Normal(x_hat[s, b], scale).log_prob(target[b]).sum() for s in range(x_hat.shape[0])) / x_hat.shape[0]
+        )
         if log_var.numel():
             q = Normal(mu[b], torch.exp(log_var[b] / 2) + 1e-6)
             kl = kl_divergence(q, Normal(torch.zeros(D, dtype=torch.float64), 1.0)).sum()
@@ -48,7 +49,9 @@ def test_loss_matches_closed_form(k, kl_coeff, log_scale):
     expected, expected_kl = reference(*inputs, kl_coeff)
     assert torch.allclose(loss, expected, rtol=1e-9, atol=1e-6)
     assert torch.allclose(metrics["kl"], expected_kl, rtol=1e-9)
-    assert metrics["elbo"].item() == pytest.approx(-(loss.item() - kl_coeff * expected_kl.item()) - expected_kl.item(), rel=1e-9)
+    assert metrics["elbo"].item() == pytest.approx(
+        -(loss.item() - kl_coeff * expected_kl.item()) - expected_kl.item(), rel=1e-9
+    )
 
 
 def test_fixed_scale_loss_is_scaled_mse_plus_constant():
@@ -89,13 +92,18 @@ def test_bits_per_dim_uses_logsumexp_over_samples():
     x_hat, mu, log_var, z, log_scale, target = make(k=4)
     _, metrics = AASAELossCriterion(0.0)(x_hat, mu, log_var, z, log_scale, target)
     std = torch.exp(log_var / 2) + 1e-6
-    terms = torch.stack([
-        Normal(x_hat[s], 1.0 + 1e-6).log_prob(target).flatten(1).sum(1)
-        + Normal(0.0, 1.0).log_prob(z[s]).sum(1) - Normal(mu, std).log_prob(z[s]).sum(1)
-        for s in range(4)
-    ])
+    terms = torch.stack(
+        [
+            Normal(x_hat[s], 1.0 + 1e-6).log_prob(target).flatten(1).sum(1)
+            + Normal(0.0, 1.0).log_prob(z[s]).sum(1)
+            - Normal(mu, std).log_prob(z[s]).sum(1)
+            for s in range(4)
+        ]
+    )
     log_px = torch.logsumexp(terms, 0) - math.log(4)
-    assert metrics["bits_per_dim"].item() == pytest.approx((-log_px / (C * H * W * math.log(2))).mean().item(), rel=1e-9)
+    assert metrics["bits_per_dim"].item() == pytest.approx(
+        (-log_px / (C * H * W * math.log(2))).mean().item(), rel=1e-9
+    )
 
 
 def test_deterministic_head_has_no_kl_and_refuses_kl_coeff():

@@ -1,4 +1,5 @@
 """Trunks, projection heads and decoders: shapes, parameter layout, gradients, build-time errors."""
+
 import itertools
 
 import pytest
@@ -84,9 +85,13 @@ def test_decoder_under_a_deeper_encoder_starts_from_the_encoders_h(stem, height)
     assert out.shape == (2, 3, height, height)
 
 
-@pytest.mark.parametrize("width,stages", [(0.25, [16, 32, 64, 128]), (0.5, [32, 64, 128, 256]), (0.125, [8, 16, 32, 64])])
+@pytest.mark.parametrize(
+    "width,stages", [(0.25, [16, 32, 64, 128]), (0.5, [32, 64, 128, 256]), (0.125, [8, 16, 32, 64])]
+)
 def test_narrow_models_scale_encoder_decoder_and_projection_together(width, stages):
-    _, config = compose(["config=pretrain/aasae/quickstart", f"config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER={width}"])
+    _, config = compose(
+        ["config=pretrain/aasae/quickstart", f"config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER={width}"]
+    )
     model = build_model(config.MODEL, config.OPTIMIZER)
     blocks = model.trunk._feature_blocks
     assert [blocks[f"layer{i}"][0].conv1.out_channels for i in range(1, 5)] == stages
@@ -95,7 +100,11 @@ def test_narrow_models_scale_encoder_decoder_and_projection_together(width, stag
     decoder = model.heads[1].decoder
     assert decoder.linear[2].out_features == h
     assert [s[0].conv2.out_channels for s in (decoder.layer1, decoder.layer2, decoder.layer3, decoder.layer4)] == [
-        stages[-1] // 2, stages[-2] // 2, stages[-3] // 2, stages[-4] // 2]
+        stages[-1] // 2,
+        stages[-2] // 2,
+        stages[-3] // 2,
+        stages[-4] // 2,
+    ]
     out = model(torch.randn(2, 3, 32, 32))[0]
     assert out[0].shape == (1, 2, 3, 32, 32) and model.trunk(torch.randn(2, 3, 32, 32), [])[0].shape == (2, h)
 
@@ -112,7 +121,10 @@ def test_trunk_feature_dim(depth, dim, stem, size):
     assert encode(blocks, torch.randn(1, 3, size, size)).shape == (1, dim)
 
 
-@pytest.mark.parametrize("depth,factory", [(18, torchvision.models.resnet18), (34, torchvision.models.resnet34), (50, torchvision.models.resnet50)])
+@pytest.mark.parametrize(
+    "depth,factory",
+    [(18, torchvision.models.resnet18), (34, torchvision.models.resnet34), (50, torchvision.models.resnet50)],
+)
 def test_imagenet_trunk_has_torchvision_layout(depth, factory):
     ours = {k: v.shape for k, v in build_feature_blocks(ResNetSpec(depth, 1, "imagenet")).state_dict().items()}
     theirs = {k: v.shape for k, v in factory(weights=None).state_dict().items() if not k.startswith("fc.")}
@@ -127,7 +139,9 @@ def test_decoder_layout_follows_the_method():
     assert [len(s) for s in (dec.layer1, dec.layer2, dec.layer3, dec.layer4)] == [2, 2, 2, 2]
     assert [s[0].conv2.out_channels for s in (dec.layer1, dec.layer2, dec.layer3, dec.layer4)] == [256, 128, 64, 32]
     # the first block of every stage has a resize + conv1x1 shortcut, the others the identity
-    assert all(s[0].shortcut is not None and s[1].shortcut is None for s in (dec.layer1, dec.layer2, dec.layer3, dec.layer4))
+    assert all(
+        s[0].shortcut is not None and s[1].shortcut is None for s in (dec.layer1, dec.layer2, dec.layer3, dec.layer4)
+    )
     assert dec.conv2.in_channels == 32 and dec.conv2.out_channels == 64
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in dec.modules())
     assert all(m.bias is not None for m in dec.modules() if isinstance(m, torch.nn.Conv2d))
@@ -151,8 +165,13 @@ def build(overrides):
 @pytest.mark.parametrize("variant", ["aasae", "vae", "ae", "aaae"])
 def test_gradients_reach_every_parameter(variant):
     torch.manual_seed(0)
-    config, model = build([f"+config/pretrain/aasae/variant={variant}", "config.MODEL.AASAE.LEARN_LOG_SCALE=True",
-                           "config.MODEL.AASAE.NUM_SAMPLES=2"])
+    config, model = build(
+        [
+            f"+config/pretrain/aasae/variant={variant}",
+            "config.MODEL.AASAE.LEARN_LOG_SCALE=True",
+            "config.MODEL.AASAE.NUM_SAMPLES=2",
+        ]
+    )
     loss_fn = AASAELoss.from_config(config.LOSS.aasae_loss)
     x = torch.randn(4, 3, 32, 32)
     out = model(x)[0]
@@ -187,7 +206,10 @@ def test_decoder_init_kaiming_starts_blocks_at_their_shortcut_and_keeps_the_sign
     with torch.no_grad():
         wide, narrow = kaiming(z).std().item(), reference(z).std().item()
     assert narrow < 0.05 and wide > 0.3 and wide > 20 * narrow, (wide, narrow)
-    with pytest.raises(ValueError, match=r"MODEL.AASAE.DECODER_INIT='xavier' is not supported; allowed values: \['pytorch', 'kaiming'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"MODEL.AASAE.DECODER_INIT='xavier' is not supported; allowed values: \['pytorch', 'kaiming'\]",
+    ):
         build(["config.MODEL.AASAE.DECODER_INIT=xavier"])
 
 
@@ -204,17 +226,26 @@ def test_fixed_log_scale_is_a_buffer_not_a_parameter():
         (["config.MODEL.TRUNK.AASAE_RESNET.DEPTH=101"], r"DEPTH=101.*allowed values: \[18, 34, 50\]"),
         (["config.MODEL.TRUNK.AASAE_RESNET.STEM=tiny"], r"STEM='tiny'"),
         (["config.MODEL.AASAE.INPUT_HEIGHT=30"], r"INPUT_HEIGHT.*input_height=30"),
-        (["config.MODEL.AASAE.DECODER_DEPTH=20"], r"MODEL.AASAE.DECODER_DEPTH=20 is not supported; allowed values: \[18, 34, 50\]"),
+        (
+            ["config.MODEL.AASAE.DECODER_DEPTH=20"],
+            r"MODEL.AASAE.DECODER_DEPTH=20 is not supported; allowed values: \[18, 34, 50\]",
+        ),
         (["config.MODEL.AASAE.LATENT_DIM=0"], r"MODEL.AASAE.LATENT_DIM=0 must be >= 1"),
         (["config.MODEL.AASAE.LEARN_LOG_SCALE=1"], r"MODEL.AASAE.LEARN_LOG_SCALE=1 must be True or False"),
         (["+config.MODEL.AASAE.LATENT=64"], r"MODEL.AASAE has unknown keys \['LATENT'\]"),
         (["config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER=2"], r"WIDTH_MULTIPLIER=2.*DEPTH=50"),
-        (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{}],[aasae_resnet_decoder,{stem:imagenet}]]"],
-         r"aasae_resnet_decoder parameters \['stem'\] in MODEL.HEAD.PARAMS are not supported"),
-        (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{latent_dim:64}],[aasae_resnet_decoder,{}]]"],
-         r"projection head parameters \['latent_dim'\] in MODEL.HEAD.PARAMS are not supported"),
-        (["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{in_dim:2048}],[aasae_resnet_decoder,{}]]"],
-         r"in_dim=2048 does not match the trunk's feature dimension 512"),
+        (
+            ["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{}],[aasae_resnet_decoder,{stem:imagenet}]]"],
+            r"aasae_resnet_decoder parameters \['stem'\] in MODEL.HEAD.PARAMS are not supported",
+        ),
+        (
+            ["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{latent_dim:64}],[aasae_resnet_decoder,{}]]"],
+            r"projection head parameters \['latent_dim'\] in MODEL.HEAD.PARAMS are not supported",
+        ),
+        (
+            ["config.MODEL.HEAD.PARAMS=[[aasae_stochastic_projection,{in_dim:2048}],[aasae_resnet_decoder,{}]]"],
+            r"in_dim=2048 does not match the trunk's feature dimension 512",
+        ),
     ],
 )
 def test_mismatches_fail_at_build_time(overrides, message):
@@ -256,4 +287,7 @@ def test_fixed_log_scale_only_rescales_aasae_gradients():
     for value in (-2.0, 1.0):
         assert relative(adam_trajectory([f"config.MODEL.AASAE.LOG_SCALE={value}"], eps=eps), base) < 0.06, value
     vae = ["+config/pretrain/aasae/variant=vae"]
-    assert relative(adam_trajectory([*vae, "config.MODEL.AASAE.LOG_SCALE=-2.0"], eps=eps), adam_trajectory(vae, eps=eps)) > 0.15
+    assert (
+        relative(adam_trajectory([*vae, "config.MODEL.AASAE.LOG_SCALE=-2.0"], eps=eps), adam_trajectory(vae, eps=eps))
+        > 0.15
+    )

@@ -1,15 +1,14 @@
 """The installable plugin: config resolution, the launcher in 1 and 2 processes, bad input."""
+
 import glob
 import json
 import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import CPU_OVERRIDES, REPO, run_launcher
 
 TINY = [
@@ -29,38 +28,70 @@ COMPOSE = (
 
 @pytest.mark.parametrize("name,stem", [("imagenet", "imagenet"), ("cifar10", "cifar"), ("stl10", "stl10")])
 def test_configs_resolve_from_any_directory(tmp_path, name, stem):
-    out = subprocess.run([sys.executable, "-c", COMPOSE.format(name=name)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", COMPOSE.format(name=name)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"TRUNK aasae_resnet {stem} aasae_loss" in out.stdout
 
 
+@pytest.mark.slow
 def test_wheel_ships_configs_and_search_path_plugin(tmp_path):
     """A plain `pip install .` (here: build the wheel, install it to a folder) resolves configs from /tmp."""
     wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheel_dir), str(REPO)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheel_dir.glob("vissl_aasae-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("vissl_aasae/configs/config/pretrain/aasae/imagenet.yaml",
-                     "vissl_aasae/configs/config/pretrain/aasae/variant/vae.yaml",
-                     "vissl_aasae/configs/config/pretrain/aasae/models/resnet50w2.yaml",
-                     "hydra_plugins/vissl_aasae_searchpath/vissl_aasae_searchpath.py",
-                     "vissl_aasae/data/embedded/fashion_mnist_subset.npz"):
+    for expected in (
+        "vissl_aasae/configs/config/pretrain/aasae/imagenet.yaml",
+        "vissl_aasae/configs/config/pretrain/aasae/variant/vae.yaml",
+        "vissl_aasae/configs/config/pretrain/aasae/models/resnet50w2.yaml",
+        "hydra_plugins/vissl_aasae_searchpath/vissl_aasae_searchpath.py",
+        "vissl_aasae/data/embedded/fashion_mnist_subset.npz",
+    ):
         assert expected in names
-    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                             capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
-    code = ("import vissl_aasae, hydra_plugins.vissl_aasae_searchpath.vissl_aasae_searchpath as p; "
-            "print('ROOT', p.aasae_config_root(), vissl_aasae.__file__); " + COMPOSE.format(name="imagenet"))
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import vissl_aasae, hydra_plugins.vissl_aasae_searchpath.vissl_aasae_searchpath as p; "
+        "print('ROOT', p.aasae_config_root(), vissl_aasae.__file__); " + COMPOSE.format(name="imagenet")
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ROOT pkg://vissl_aasae.configs " + str(site) in out.stdout
     assert "TRUNK aasae_resnet imagenet aasae_loss" in out.stdout
 
 
+@pytest.mark.slow
 def test_one_process_run_writes_checkpoint_and_metrics(tmp_path):
     out = run_launcher(TINY + CPU_OVERRIDES + [f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -74,10 +105,17 @@ def test_one_process_run_writes_checkpoint_and_metrics(tmp_path):
     assert all(r["loss"] == pytest.approx(-r["log_pxz"], rel=1e-4) for r in records)  # kl_coeff 0
 
 
+@pytest.mark.slow
 def test_two_process_run_uses_the_plugin_in_both_ranks(tmp_path):
-    overrides = TINY + CPU_OVERRIDES[:-2] + ["config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
-                                             "config.DATA.NUM_DATALOADER_WORKERS=1",
-                                             f"config.CHECKPOINT.DIR={tmp_path}"]
+    overrides = (
+        TINY
+        + CPU_OVERRIDES[:-2]
+        + [
+            "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
+            "config.DATA.NUM_DATALOADER_WORKERS=1",
+            f"config.CHECKPOINT.DIR={tmp_path}",
+        ]
+    )
     out = run_launcher(overrides, cwd=tmp_path)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-4000:]
@@ -92,24 +130,49 @@ def test_two_process_run_uses_the_plugin_in_both_ranks(tmp_path):
     [
         (["config=pretrain/aasae/nonexistent"], "pretrain/aasae/nonexistent"),
         (["config=pretrain/aasae/quickstart", "+config/pretrain/aasae/variant=vqvae"], "variant/vqvae"),
-        (["config=pretrain/aasae/cifar10", "config.DATA.TRAIN.DATA_PATHS=[/no/such/cifar]"], "DATA.TRAIN.DATA_PATHS[0]='/no/such/cifar' does not exist"),
-        (["config=pretrain/aasae/quickstart", "config.LOSS.name=aasae_los"], "LOSS.name='aasae_los' is not a registered component"),
-        (["config=pretrain/aasae/quickstart", "config.MODEL.TRUNK.NAME=aasae_resnett"], "MODEL.TRUNK.NAME='aasae_resnett'"),
-        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.COLLATE_FUNCTION=aasae_colator"], "COLLATE_FUNCTION='aasae_colator'"),
+        (
+            ["config=pretrain/aasae/cifar10", "config.DATA.TRAIN.DATA_PATHS=[/no/such/cifar]"],
+            "DATA.TRAIN.DATA_PATHS[0]='/no/such/cifar' does not exist",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.LOSS.name=aasae_los"],
+            "LOSS.name='aasae_los' is not a registered component",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.MODEL.TRUNK.NAME=aasae_resnett"],
+            "MODEL.TRUNK.NAME='aasae_resnett'",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.COLLATE_FUNCTION=aasae_colator"],
+            "COLLATE_FUNCTION='aasae_colator'",
+        ),
         # issue 16, item 7: tracebacks (or silence) where a line belongs
         (["config=pretrain/aasae/nonexistent"], "AASAE configs: pretrain/aasae/{cifar10,imagenet,quickstart,stl10}"),
-        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=0"],
-         "DATA.TRAIN.DATA_LIMIT=0 must be -1 (all the data) or a positive number of images"),
-        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=6000"],
-         "DATA.TRAIN.DATA_LIMIT=6000 is more than the 5000 images of DATA.TRAIN.DATA_PATHS[0] (npz at 'embedded')"),
-        (["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATASET_NAMES=[mnist]"],
-         "DATA.TRAIN.DATASET_NAMES[0]='mnist' is not an aasae_array format"),
-        (["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=cpuu"],
-         "MACHINE.DEVICE='cpuu' is not supported; allowed: ['cpu', 'gpu']"),
-        (["config=pretrain/aasae/quickstart", "config.OPTIMIZER.num_epochs=0"], "OPTIMIZER.num_epochs=0 must be a positive integer"),
-        pytest.param(["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=gpu"],
-                     "error: MACHINE.DEVICE=gpu but this machine has no CUDA GPU; on CPU set config.MACHINE.DEVICE=cpu",
-                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+        (
+            ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=0"],
+            "DATA.TRAIN.DATA_LIMIT=0 must be -1 (all the data) or a positive number of images",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=6000"],
+            "DATA.TRAIN.DATA_LIMIT=6000 is more than the 5000 images of DATA.TRAIN.DATA_PATHS[0] (npz at 'embedded')",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATASET_NAMES=[mnist]"],
+            "DATA.TRAIN.DATASET_NAMES[0]='mnist' is not an aasae_array format",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=cpuu"],
+            "MACHINE.DEVICE='cpuu' is not supported; allowed: ['cpu', 'gpu']",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.OPTIMIZER.num_epochs=0"],
+            "OPTIMIZER.num_epochs=0 must be a positive integer",
+        ),
+        pytest.param(
+            ["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=gpu"],
+            "error: MACHINE.DEVICE=gpu but this machine has no CUDA GPU; on CPU set config.MACHINE.DEVICE=cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle):
@@ -143,14 +206,20 @@ def test_unknown_config_lists_the_aasae_configs_not_vissls():
     message = str(err.value)
     assert "resnet50_synthetic" not in message
     assert "Could not find 'config/pretrain/aasae/imagenett'" in message
-    for name in ("benchmark/aasae/knn/{cifar10,imagenet1k,quickstart,stl10}", "+config/pretrain/aasae/variant={aaae,aasae,ae,vae}"):
+    for name in (
+        "benchmark/aasae/knn/{cifar10,imagenet1k,quickstart,stl10}",
+        "+config/pretrain/aasae/variant={aaae,aasae,ae,vae}",
+    ):
         assert name in message
 
 
-@pytest.mark.parametrize("layout,needle", [
-    ("flat", "holds 3 images but no class sub-folders: disk_folder reads <root>/<class>/<image>"),
-    ("unregistered", "DATA.TRAIN.DATASET_NAMES[0]='my_pictures' is not registered in VISSL's dataset catalog"),
-])
+@pytest.mark.parametrize(
+    "layout,needle",
+    [
+        ("flat", "holds 3 images but no class sub-folders: disk_folder reads <root>/<class>/<image>"),
+        ("unregistered", "DATA.TRAIN.DATASET_NAMES[0]='my_pictures' is not registered in VISSL's dataset catalog"),
+    ],
+)
 def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle):
     from PIL import Image
 
@@ -160,9 +229,18 @@ def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle):
     for i in range(3):
         Image.new("RGB", (8, 8)).save(folder / f"{i}.png")
     extra = ["config.DATA.TRAIN.DATASET_NAMES=[my_pictures]"] if layout == "unregistered" else []
-    out = run_launcher(["config=pretrain/aasae/imagenet", *CPU_OVERRIDES, "config.AASAE.MAX_ITERATIONS=null",
-                        f"config.DATA.TRAIN.DATA_PATHS=[{root}]", *extra, f"config.CHECKPOINT.DIR={tmp_path / 'ck'}"],
-                       cwd=tmp_path, timeout=120)
+    out = run_launcher(
+        [
+            "config=pretrain/aasae/imagenet",
+            *CPU_OVERRIDES,
+            "config.AASAE.MAX_ITERATIONS=null",
+            f"config.DATA.TRAIN.DATA_PATHS=[{root}]",
+            *extra,
+            f"config.CHECKPOINT.DIR={tmp_path / 'ck'}",
+        ],
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert out.returncode == 2
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], out.stderr[-2000:]

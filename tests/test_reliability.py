@@ -1,4 +1,5 @@
 """Kill and resume, checkpoint integrity, divergence, bad data, bad configs; what a run guarantees (issue 16)."""
+
 import json
 import os
 import signal
@@ -6,22 +7,25 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import CPU_OVERRIDES, LAUNCHER, REPO, run_launcher
 from fake_data import write_image_folder
+from PIL import Image
+
 from vissl_aasae import compat
 from vissl_aasae.launcher import LOCK_FILE, RunLock, RunLocked, compose, write_config
 
-TINY = ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64",
-        "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=16", "config.LOG_FREQUENCY=1",
-        "config.DATA.NUM_DATALOADER_WORKERS=0"]
+TINY = [
+    "config=pretrain/aasae/quickstart",
+    "config.DATA.TRAIN.DATA_LIMIT=64",
+    "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=16",
+    "config.LOG_FREQUENCY=1",
+    "config.DATA.NUM_DATALOADER_WORKERS=0",
+]
 
 
 def metrics(folder):
@@ -29,10 +33,17 @@ def metrics(folder):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     """SIGKILL in the middle of epoch 2, same command again: it resumes and finishes, iterations continue."""
-    command = [sys.executable, str(LAUNCHER), *TINY, "config.OPTIMIZER.num_epochs=3",
-               "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=3", f"config.CHECKPOINT.DIR={tmp_path}"]
+    command = [
+        sys.executable,
+        str(LAUNCHER),
+        *TINY,
+        "config.OPTIMIZER.num_epochs=3",
+        "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=3",
+        f"config.CHECKPOINT.DIR={tmp_path}",
+    ]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -48,7 +59,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
     out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    second = metrics(tmp_path)[len(first):]
+    second = metrics(tmp_path)[len(first) :]
     assert [r["iteration"] for r in second] == list(range(resume_at, 12))
     assert "AASAE summary" in out.stdout
     assert (tmp_path / "model_final_checkpoint_phase2.torch").exists()
@@ -98,18 +109,25 @@ def test_resume_prefers_the_last_complete_save_over_names(tmp_path):
 
 
 def test_non_finite_weights_are_never_written(tmp_path):
-    bad = {"iteration": 7, "classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.tensor([1.0, float("nan")])}}}}}
+    bad = {
+        "iteration": 7,
+        "classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.tensor([1.0, float("nan")])}}}},
+    }
     with pytest.raises(FloatingPointError, match="iteration 7.*trunk.w.*last good checkpoint: none"):
         compat.atomic_save_checkpoint(str(tmp_path), bad, "model_iteration7.torch")
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_one_line_naming_iteration_and_checkpoint(tmp_path):
-    overrides = TINY + ["config.OPTIMIZER.num_epochs=3", "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1",
-                        "config.OPTIMIZER.param_schedulers.lr.schedulers=[{name:constant,value:1.0e+8}]",
-                        "config.OPTIMIZER.param_schedulers.lr.lengths=[1.0]",
-                        "config.OPTIMIZER.param_schedulers.lr.interval_scaling=[rescaled]",
-                        f"config.CHECKPOINT.DIR={tmp_path}"]
+    overrides = TINY + [
+        "config.OPTIMIZER.num_epochs=3",
+        "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=1",
+        "config.OPTIMIZER.param_schedulers.lr.schedulers=[{name:constant,value:1.0e+8}]",
+        "config.OPTIMIZER.param_schedulers.lr.lengths=[1.0]",
+        "config.OPTIMIZER.param_schedulers.lr.interval_scaling=[rescaled]",
+        f"config.CHECKPOINT.DIR={tmp_path}",
+    ]
     out = run_launcher(overrides, cwd=tmp_path)
     assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-3000:]
     line = out.stderr.strip().splitlines()[-1]
@@ -117,12 +135,17 @@ def test_divergence_stops_with_one_line_naming_iteration_and_checkpoint(tmp_path
     last = line.rsplit("last good checkpoint: ", 1)[1].strip()
     for name in os.listdir(tmp_path):
         if name.endswith(".torch"):
-            model = torch.load(tmp_path / name, map_location="cpu", weights_only=False)["classy_state_dict"]["base_model"]["model"]
-            assert all(torch.isfinite(t).all() for part in model.values() for t in part.values() if t.is_floating_point())
+            model = torch.load(tmp_path / name, map_location="cpu", weights_only=False)["classy_state_dict"][
+                "base_model"
+            ]["model"]
+            assert all(
+                torch.isfinite(t).all() for part in model.values() for t in part.values() if t.is_floating_point()
+            )
     if last != "none":
         assert os.path.exists(last)
 
 
+@pytest.mark.slow
 def test_bad_images_are_skipped_counted_and_reported(tmp_path):
     root = write_image_folder(tmp_path / "train", classes=("a", "b", "c"), per_class=2, size=240)
     for f in (root / "c").iterdir():
@@ -130,10 +153,16 @@ def test_bad_images_are_skipped_counted_and_reported(tmp_path):
     (root / "a" / "truncated.jpg").write_bytes((root / "a" / "a_0.jpg").read_bytes()[:200])
     Image.fromarray(np.full((240, 240), 128, np.uint8)).save(root / "b" / "gray.png")
     Image.fromarray(np.full((240, 240, 4), 200, np.uint8), "RGBA").save(root / "b" / "rgba.png")
-    overrides = ["config=pretrain/aasae/imagenet", "+config/pretrain/aasae/models=resnet18", *CPU_OVERRIDES,
-                 f"config.DATA.TRAIN.DATA_PATHS=[{root}]", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=7",
-                 "config.OPTIMIZER.num_epochs=1", "config.AASAE.MAX_ITERATIONS=null",
-                 f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}"]
+    overrides = [
+        "config=pretrain/aasae/imagenet",
+        "+config/pretrain/aasae/models=resnet18",
+        *CPU_OVERRIDES,
+        f"config.DATA.TRAIN.DATA_PATHS=[{root}]",
+        "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=7",
+        "config.OPTIMIZER.num_epochs=1",
+        "config.AASAE.MAX_ITERATIONS=null",
+        f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}",
+    ]
     out = run_launcher(overrides, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "AASAE data: 1 of 7 images could not be read and were left out" in out.stdout
@@ -142,25 +171,38 @@ def test_bad_images_are_skipped_counted_and_reported(tmp_path):
 
 def test_empty_data_folder_fails_at_start_with_its_path(tmp_path):
     (tmp_path / "train" / "only_a_class").mkdir(parents=True)
-    out = run_launcher(["config=pretrain/aasae/imagenet", *CPU_OVERRIDES,
-                        f"config.DATA.TRAIN.DATA_PATHS=[{tmp_path / 'train'}]"], cwd=tmp_path, timeout=120)
+    out = run_launcher(
+        ["config=pretrain/aasae/imagenet", *CPU_OVERRIDES, f"config.DATA.TRAIN.DATA_PATHS=[{tmp_path / 'train'}]"],
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert f"DATA.TRAIN.DATA_PATHS[0]='{tmp_path / 'train'}' holds no image files" in out.stderr
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    (["config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=0"], "BATCHSIZE_PER_REPLICA=0 must be a positive integer"),
-    (["config.DATA.TRAIN.DATA_LIMIT=40", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=32",
-      "config.DISTRIBUTED.NUM_PROC_PER_NODE=2"], "DATA_LIMIT=40 is smaller than one global batch"),
-    (["config.LOSS.aasae_loss.kl_coeff=-1"], "kl_coeff=-1"),
-    (["config.MODEL.AASAE.NUM_SAMPLES=0"], "MODEL.AASAE.NUM_SAMPLES=0 must be >= 1"),
-    (["config.MODEL.AASAE.LOG_SCALE=nan"], "LOG_SCALE=nan"),
-    (["+config.MODEL.AASAE.LATENT=64"], "MODEL.AASAE has unknown keys ['LATENT']"),
-    (["config.DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input=noisy"], "input='noisy'"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=0"], "BATCHSIZE_PER_REPLICA=0 must be a positive integer"),
+        (
+            [
+                "config.DATA.TRAIN.DATA_LIMIT=40",
+                "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=32",
+                "config.DISTRIBUTED.NUM_PROC_PER_NODE=2",
+            ],
+            "DATA_LIMIT=40 is smaller than one global batch",
+        ),
+        (["config.LOSS.aasae_loss.kl_coeff=-1"], "kl_coeff=-1"),
+        (["config.MODEL.AASAE.NUM_SAMPLES=0"], "MODEL.AASAE.NUM_SAMPLES=0 must be >= 1"),
+        (["config.MODEL.AASAE.LOG_SCALE=nan"], "LOG_SCALE=nan"),
+        (["+config.MODEL.AASAE.LATENT=64"], "MODEL.AASAE has unknown keys ['LATENT']"),
+        (["config.DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input=noisy"], "input='noisy'"),
+    ],
+)
 def test_bad_knobs_are_named_before_training(tmp_path, overrides, needle):
-    out = run_launcher(["config=pretrain/aasae/quickstart", *overrides, f"config.CHECKPOINT.DIR={tmp_path}"],
-                       cwd=tmp_path, timeout=300)
+    out = run_launcher(
+        ["config=pretrain/aasae/quickstart", *overrides, f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path, timeout=300
+    )
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
     assert needle in out.stderr
     assert not any(name.endswith(".torch") for name in os.listdir(tmp_path))
@@ -168,14 +210,25 @@ def test_bad_knobs_are_named_before_training(tmp_path, overrides, needle):
 
 # --------------------------------------------------------------------------- issue 16: nothing lost, nothing leaked
 SECRET = "tok_4f3c2b1a-do-not-log"
-IMAGENET_CPU = ["config=pretrain/aasae/imagenet", "+config/pretrain/aasae/models=resnet18", *CPU_OVERRIDES,
-                "config.AASAE.MAX_ITERATIONS=null", "config.OPTIMIZER.num_epochs=1"]
+IMAGENET_CPU = [
+    "config=pretrain/aasae/imagenet",
+    "+config/pretrain/aasae/models=resnet18",
+    *CPU_OVERRIDES,
+    "config.AASAE.MAX_ITERATIONS=null",
+    "config.OPTIMIZER.num_epochs=1",
+]
 
 
 def tool(name, args, cwd, env=None):
     folder = "benchmarks" if name == "evaluate.py" else "tools"
-    return subprocess.run([sys.executable, str(REPO / folder / name), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, **(env or {})))
+    return subprocess.run(
+        [sys.executable, str(REPO / folder / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 def error_line(out):
@@ -187,8 +240,11 @@ def error_line(out):
 def relative_run(tmp_path_factory):
     """The quickstart's way: a relative CHECKPOINT.DIR (./checkpoints/run), with a secret in the environment."""
     launch = tmp_path_factory.mktemp("launch")
-    out = run_launcher([*TINY, "config.OPTIMIZER.num_epochs=1", "config.CHECKPOINT.DIR=./checkpoints/run"], cwd=launch,
-                       env={"AASAE_TEST_API_TOKEN": SECRET})
+    out = run_launcher(
+        [*TINY, "config.OPTIMIZER.num_epochs=1", "config.CHECKPOINT.DIR=./checkpoints/run"],
+        cwd=launch,
+        env={"AASAE_TEST_API_TOKEN": SECRET},
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     folder = launch / "checkpoints" / "run"
     return SimpleNamespace(launch=launch, folder=folder, out=out, config=(folder / "train_config.yaml").read_bytes())
@@ -219,8 +275,11 @@ def test_a_finished_run_keeps_its_record(relative_run):
     base = [*TINY, "config.OPTIMIZER.num_epochs=1", "config.CHECKPOINT.DIR=./checkpoints/run"]
     again = run_launcher(base, cwd=relative_run.launch, timeout=300)
     assert again.returncode == 0 and "Training already succeeded" in again.stdout
-    other = run_launcher([*base, "config.OPTIMIZER.num_epochs=2", "config.DATA.TRAIN.DATA_LIMIT=32"],
-                         cwd=relative_run.launch, timeout=300)
+    other = run_launcher(
+        [*base, "config.OPTIMIZER.num_epochs=2", "config.DATA.TRAIN.DATA_LIMIT=32"],
+        cwd=relative_run.launch,
+        timeout=300,
+    )
     assert other.returncode == 2
     line = error_line(other)
     assert line.startswith("error: CHECKPOINT.DIR='./checkpoints/run' holds a run with another config"), line
@@ -256,13 +315,23 @@ def test_tools_leave_a_runs_record_alone(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     before = _record(run, ["config.OPTIMIZER.num_epochs=1", "config.DATA.TRAIN.DATA_LIMIT=256"])
-    out = tool("aasae_extract_features.py", ["--checkpoint", str(run / "missing.torch"), "--output-dir",
-                                             str(tmp_path / "features"), "config=pretrain/aasae/quickstart",
-                                             f"config.CHECKPOINT.DIR={run}"], cwd=tmp_path)
+    out = tool(
+        "aasae_extract_features.py",
+        [
+            "--checkpoint",
+            str(run / "missing.torch"),
+            "--output-dir",
+            str(tmp_path / "features"),
+            "config=pretrain/aasae/quickstart",
+            f"config.CHECKPOINT.DIR={run}",
+        ],
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "missing.torch" in error_line(out)
     assert (run / "train_config.yaml").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_launch_with_another_config_refuses_unless_told_to_overwrite(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -276,11 +345,16 @@ def test_a_launch_with_another_config_refuses_unless_told_to_overwrite(tmp_path)
     assert (run / "train_config.yaml").read_bytes() == before and sorted(os.listdir(run)) == ["train_config.yaml"]
     from vissl_aasae.launcher import check_recorded_config
 
-
     _, config = compose([*base, "config.MODEL.AASAE.LATENT_DIM=64", "config.AASAE.OVERWRITE_CONFIG=True"])
     assert check_recorded_config(config, str(run)) is True
-    _, same = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={run}", "config.OPTIMIZER.num_epochs=1",
-                       "config.AASAE.LOG_ENVIRONMENT=True"])
+    _, same = compose(
+        [
+            "config=pretrain/aasae/quickstart",
+            f"config.CHECKPOINT.DIR={run}",
+            "config.OPTIMIZER.num_epochs=1",
+            "config.AASAE.LOG_ENVIRONMENT=True",
+        ]
+    )
     assert check_recorded_config(same, str(run)) is False  # the switches are not part of the run
 
 
@@ -293,16 +367,20 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_a_second_launch_into_a_running_folder_refuses_naming_pid_and_host(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        out = run_launcher([*TINY, "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path,
-                           timeout=300)
+        out = run_launcher(
+            [*TINY, "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path, timeout=300
+        )
         assert out.returncode == 2
         line = error_line(out)
-        assert line.startswith(f"error: CHECKPOINT.DIR='{tmp_path}' is in use by another run: PID {holder.pid} "
-                               f"on host {socket.gethostname()}"), line
+        assert line.startswith(
+            f"error: CHECKPOINT.DIR='{tmp_path}' is in use by another run: PID {holder.pid} "
+            f"on host {socket.gethostname()}"
+        ), line
         assert sorted(os.listdir(tmp_path)) == [LOCK_FILE]  # no record, no log, no checkpoint of the second launch
         with pytest.raises(RunLocked, match=f"PID {holder.pid}"):
             RunLock(str(tmp_path)).acquire()
@@ -317,12 +395,14 @@ def test_a_second_launch_into_a_running_folder_refuses_naming_pid_and_host(tmp_p
     assert not (tmp_path / LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_folder_without_a_complete_checkpoint_is_not_resumed_from(tmp_path):
     broken = tmp_path / "model_phase0.torch"
     compat.atomic_save_checkpoint(str(tmp_path), {"iteration": 1}, broken.name)
     broken.write_bytes(broken.read_bytes()[:100])
-    out = run_launcher([*TINY, "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path,
-                       timeout=300)
+    out = run_launcher(
+        [*TINY, "config.OPTIMIZER.num_epochs=1", f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path, timeout=300
+    )
     assert out.returncode == 2
     line = error_line(out)
     assert "holds no complete checkpoint to resume from" in line and f"'{broken}' is truncated" in line, line
@@ -331,10 +411,16 @@ def test_a_folder_without_a_complete_checkpoint_is_not_resumed_from(tmp_path):
 
 @pytest.mark.slow
 def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
-    command = [*TINY, "config.OPTIMIZER.num_epochs=2", "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=2",
-               "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1", f"config.CHECKPOINT.DIR={tmp_path}"]
-    proc = subprocess.Popen([sys.executable, str(LAUNCHER), *command], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    command = [
+        *TINY,
+        "config.OPTIMIZER.num_epochs=2",
+        "config.CHECKPOINT.CHECKPOINT_ITER_FREQUENCY=2",
+        "config.CHECKPOINT.CHECKPOINT_FREQUENCY=1",
+        f"config.CHECKPOINT.DIR={tmp_path}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), *command], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and not (tmp_path / "model_phase0.torch").exists():
         time.sleep(0.2)
@@ -346,16 +432,24 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
     out = run_launcher(command, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     # model_iteration4 is the same step as the end-of-epoch save (4 iterations per epoch), written just before it
-    assert f"resuming from {tmp_path}/model_iteration4.torch, the newest complete checkpoint; passed over: " \
-           f"checkpoint '{newest}' is truncated" in out.stderr
+    assert (
+        f"resuming from {tmp_path}/model_iteration4.torch, the newest complete checkpoint; passed over: "
+        f"checkpoint '{newest}' is truncated" in out.stderr
+    )
     assert [r["iteration"] for r in metrics(tmp_path)][-4:] == [4, 5, 6, 7]
     assert torch.load(tmp_path / "checkpoint.torch", weights_only=True)["iteration"] == 8
 
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_without_saving_anything_partial(tmp_path):
-    command = [sys.executable, str(LAUNCHER), *TINY, "config.DATA.TRAIN.DATA_LIMIT=512", "config.OPTIMIZER.num_epochs=1",
-               f"config.CHECKPOINT.DIR={tmp_path}"]
+    command = [
+        sys.executable,
+        str(LAUNCHER),
+        *TINY,
+        "config.DATA.TRAIN.DATA_LIMIT=512",
+        "config.OPTIMIZER.num_epochs=1",
+        f"config.CHECKPOINT.DIR={tmp_path}",
+    ]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and len(metrics(tmp_path)) < 2:
@@ -376,12 +470,21 @@ def test_a_folder_of_unreadable_images_stops_naming_them(tmp_path):
         (root / cls).mkdir(parents=True)
         for i in range(24):
             (root / cls / f"{cls}{i}.jpg").write_bytes(b"not an image at all")
-    out = run_launcher([*IMAGENET_CPU, f"config.DATA.TRAIN.DATA_PATHS=[{root}]", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=8",
-                        f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}"], cwd=tmp_path)
+    out = run_launcher(
+        [
+            *IMAGENET_CPU,
+            f"config.DATA.TRAIN.DATA_PATHS=[{root}]",
+            "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=8",
+            f"config.CHECKPOINT.DIR={tmp_path / 'ckpt'}",
+        ],
+        cwd=tmp_path,
+    )
     assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
     line = error_line(out)
-    assert line.startswith("error: 16 of the 16 images seen so far could not be read (more than "
-                           "AASAE.MAX_UNREADABLE_FRACTION=0.25), e.g. " + str(root)), line
+    assert line.startswith(
+        "error: 16 of the 16 images seen so far could not be read (more than "
+        "AASAE.MAX_UNREADABLE_FRACTION=0.25), e.g. " + str(root)
+    ), line
     assert not [n for n in os.listdir(tmp_path / "ckpt") if n.endswith(".torch")]
 
 
@@ -390,8 +493,10 @@ def _batch(valid, invalid, first_index=0):
     from vissl_aasae.data.aasae_views import ViewPair
 
     pair = ViewPair((torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)))
-    samples = [{"data": [pair], "label": [0], "data_valid": [1 if i < valid else -1], "data_idx": [first_index + i]}
-               for i in range(valid + invalid)]
+    samples = [
+        {"data": [pair], "label": [0], "data_valid": [1 if i < valid else -1], "data_idx": [first_index + i]}
+        for i in range(valid + invalid)
+    ]
     return aasae_collator(samples)
 
 
@@ -401,16 +506,28 @@ def test_unreadable_images_are_counted_once_and_empty_batches_skipped():
 
     batches = [_batch(6, 1), _batch(0, 8, 100), _batch(8, 0), _batch(0, 8, 200)]
     hook = AASAEDataReportHook()
-    task = SimpleNamespace(train=True, data_iterator=iter(batches), iteration=0, device=torch.device("cpu"),
-                           config={"AASAE": {"MAX_UNREADABLE_FRACTION": 1.0}}, datasets={})
+    task = SimpleNamespace(
+        train=True,
+        data_iterator=iter(batches),
+        iteration=0,
+        device=torch.device("cpu"),
+        config={"AASAE": {"MAX_UNREADABLE_FRACTION": 1.0}},
+        datasets={},
+    )
     hook.on_phase_start(task)
     served = list(task.data_iterator)
-    assert [b["data"][0].shape[0] for b in served] == [6, 8]  # the batches without a readable image never reach the model
+    assert [b["data"][0].shape[0] for b in served] == [
+        6,
+        8,
+    ]  # the batches without a readable image never reach the model
     assert (hook.invalid, hook.seen, hook.skipped_batches) == (17, 31, 2)
     # a phase in which nothing at all can be read stops at its end, naming the images, whatever the fraction
     task.data_iterator = iter([_batch(0, 8, 300), _batch(0, 8, 400)])
     hook.on_phase_start(task)
-    with pytest.raises(UnreadableDataError, match=r"no image of this epoch could be read \(33 of 47 .* e.g. image 6 of the data, image 100"):
+    with pytest.raises(
+        UnreadableDataError,
+        match=r"no image of this epoch could be read \(33 of 47 .* e.g. image 6 of the data, image 100",
+    ):
         list(task.data_iterator)
     assert (hook.invalid, hook.seen) == (33, 47)
 
@@ -419,11 +536,20 @@ def test_too_many_unreadable_images_stop_once_judged():
     from vissl_aasae.hooks.aasae_data_report_hook import AASAEDataReportHook, UnreadableDataError
 
     hook = AASAEDataReportHook()
-    task = SimpleNamespace(train=True, data_iterator=iter([_batch(4, 4, 8 * i) for i in range(6)]), iteration=3,
-                           device=torch.device("cpu"), config={"AASAE": {"MAX_UNREADABLE_FRACTION": 0.25}}, datasets={})
+    task = SimpleNamespace(
+        train=True,
+        data_iterator=iter([_batch(4, 4, 8 * i) for i in range(6)]),
+        iteration=3,
+        device=torch.device("cpu"),
+        config={"AASAE": {"MAX_UNREADABLE_FRACTION": 0.25}},
+        datasets={},
+    )
     hook.on_phase_start(task)
-    with pytest.raises(UnreadableDataError, match=r"^16 of the 32 images seen so far could not be read \(more than "
-                                                  r"AASAE.MAX_UNREADABLE_FRACTION=0.25\), e.g. image 4 of the data"):
+    with pytest.raises(
+        UnreadableDataError,
+        match=r"^16 of the 32 images seen so far could not be read \(more than "
+        r"AASAE.MAX_UNREADABLE_FRACTION=0.25\), e.g. image 4 of the data",
+    ):
         list(task.data_iterator)
 
 
@@ -431,9 +557,18 @@ def test_evaluation_writes_only_its_output(tmp_path):
     """benchmarks/evaluate.py created ./checkpoints/... (the eval config dumped by VISSL) besides --output."""
     work = tmp_path / "work"
     work.mkdir()
-    out = tool("evaluate.py", ["--random-init", "--output", str(tmp_path / "results" / "r.json"),
-                               "config.DATA.TRAIN.DATA_LIMIT=32", "config.DATA.TEST.DATA_LIMIT=16",
-                               "config.AASAE_EVAL.METHODS=[knn]"], cwd=work)
+    out = tool(
+        "evaluate.py",
+        [
+            "--random-init",
+            "--output",
+            str(tmp_path / "results" / "r.json"),
+            "config.DATA.TRAIN.DATA_LIMIT=32",
+            "config.DATA.TEST.DATA_LIMIT=16",
+            "config.AASAE_EVAL.METHODS=[knn]",
+        ],
+        cwd=work,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert os.listdir(work) == [] and os.listdir(tmp_path / "results") == ["r.json"]
 
@@ -442,18 +577,24 @@ def test_evaluation_refuses_a_text_file_as_data_or_checkpoint_and_a_truncated_ch
     notes = tmp_path / "notes.txt"
     notes.write_text("not data\n")
     out = tool("evaluate.py", ["--random-init", "--data", f"npz:{notes}"], cwd=tmp_path)
-    assert out.returncode == 2 and error_line(out) == f"error: --data 'npz:{notes}': '{notes}' is not a numpy .npz archive"
+    assert (
+        out.returncode == 2 and error_line(out) == f"error: --data 'npz:{notes}': '{notes}' is not a numpy .npz archive"
+    )
     out = tool("evaluate.py", ["--checkpoint", str(notes), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
     assert out.returncode == 2
-    assert error_line(out) == (f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{notes}' is not a PyTorch checkpoint "
-                               "(neither a torch zip archive nor a pickle)")
+    assert error_line(out) == (
+        f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{notes}' is not a PyTorch checkpoint "
+        "(neither a torch zip archive nor a pickle)"
+    )
     cut = tmp_path / "model_phase9.torch"  # a copy cut short
     torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.ones(50000)}}}}}, cut)
     cut.write_bytes(cut.read_bytes()[:10000])
     out = tool("evaluate.py", ["--checkpoint", str(cut), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
     assert out.returncode == 2
-    assert error_line(out) == (f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{cut}' is truncated or corrupt "
-                               "(an incomplete zip archive: no end record)")
+    assert error_line(out) == (
+        f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{cut}' is truncated or corrupt "
+        "(an incomplete zip archive: no end record)"
+    )
     assert sorted(os.listdir(tmp_path)) == [cut.name, "notes.txt"]
 
 
@@ -469,7 +610,9 @@ class _Payload:
 
 def test_evaluation_loads_a_checkpoint_without_running_its_code(tmp_path):
     marker, evil = tmp_path / "PWNED", tmp_path / "authors_checkpoint.torch"
-    torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": {}, "heads": {}}}}, "x": _Payload(marker)}, evil)
+    torch.save(
+        {"classy_state_dict": {"base_model": {"model": {"trunk": {}, "heads": {}}}}, "x": _Payload(marker)}, evil
+    )
     out = tool("evaluate.py", ["--checkpoint", str(evil), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
     assert out.returncode == 2
     assert error_line(out).startswith(f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{evil}' was not loaded: it holds exec")

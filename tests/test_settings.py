@@ -1,9 +1,8 @@
 """The settings schema (vissl_aasae/settings.py): one declaration per key, read and checked in one place."""
-from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from vissl_aasae.launcher import compose
 from vissl_aasae.settings import (
     PRETRAIN_SECTIONS,
@@ -26,8 +25,12 @@ def test_every_pretraining_config_reads_and_validates(name):
     validate(config)
     method, trunk = MethodSettings.from_config(config), TrunkSettings.from_config(config)
     assert method.decoder_init == "pytorch" and method.original_image_pass is True  # the reference's choices
-    assert (trunk.stem, method.input_height) == {"quickstart": ("cifar", 32), "cifar10": ("cifar", 32),
-                                                 "stl10": ("stl10", 96), "imagenet": ("imagenet", 224)}[name]
+    assert (trunk.stem, method.input_height) == {
+        "quickstart": ("cifar", 32),
+        "cifar10": ("cifar", 32),
+        "stl10": ("stl10", 96),
+        "imagenet": ("imagenet", 224),
+    }[name]
     assert RunSettings.from_config(config).max_iterations == (5_000_000 if name == "imagenet" else None)
     assert PerformanceSettings.from_config(config).channels_last == "auto"
 
@@ -43,8 +46,13 @@ def test_defaults_come_from_the_schema_only():
 
 
 def test_metrics_frequencies_resolve_from_the_run():
-    _, config = compose(["config=pretrain/aasae/quickstart", "config.LOG_FREQUENCY=7",
-                         "config.CHECKPOINT.DIR=/tmp/aasae_settings_unused"])
+    _, config = compose(
+        [
+            "config=pretrain/aasae/quickstart",
+            "config.LOG_FREQUENCY=7",
+            "config.CHECKPOINT.DIR=/tmp/aasae_settings_unused",
+        ]
+    )
     settings = MetricsSettings.from_config(config)
     assert (settings.log_frequency, settings.posterior_frequency, settings.image_frequency) == (7, 7, 1000)
 
@@ -57,7 +65,11 @@ def test_metrics_frequencies_resolve_from_the_run():
         (MethodSettings, {"LOG_SCALE": float("nan")}, r"MODEL.AASAE.LOG_SCALE=nan must be a finite number"),
         (MethodSettings, {"LATENT": 4}, r"MODEL.AASAE has unknown keys \['LATENT'\]"),
         (TrunkSettings, {"WIDTH_MULTIPLIER": 3}, r"WIDTH_MULTIPLIER=3 is not supported; allowed values: \[0.125"),
-        (PerformanceSettings, {"CHANNELS_LAST": "yes"}, r"AASAE.PERFORMANCE.CHANNELS_LAST='yes' must be True or False or auto"),
+        (
+            PerformanceSettings,
+            {"CHANNELS_LAST": "yes"},
+            r"AASAE.PERFORMANCE.CHANNELS_LAST='yes' must be True or False or auto",
+        ),
         (PerformanceSettings, {"COMPILE": "auto"}, r"AASAE.PERFORMANCE.COMPILE='auto' must be True or False"),
         (RunSettings, {"MAX_ITERATIONS": 0}, r"AASAE.MAX_ITERATIONS=0 must be >= 1"),
         (EvalSettings, {"METHODS": ["knn", "svm"]}, r"AASAE_EVAL.METHODS=.*\['svm'\] not allowed"),
@@ -78,7 +90,9 @@ def test_width_multipliers_read_as_numbers():
 def test_validate_fills_the_defaults_into_the_config():
     from vissl.utils.hydra_config import AttrDict
 
-    config = AttrDict({"LOSS": {"name": "aasae_loss"}, "MODEL": {"TRUNK": {"NAME": "aasae_resnet"}}, "LOG_FREQUENCY": 10})
+    config = AttrDict(
+        {"LOSS": {"name": "aasae_loss"}, "MODEL": {"TRUNK": {"NAME": "aasae_resnet"}}, "LOG_FREQUENCY": 10}
+    )
     validate(config)
     assert config.MODEL.AASAE.LATENT_DIM == 128 and config.MODEL.TRUNK.AASAE_RESNET.STEM == "cifar"
     assert config.AASAE.PERFORMANCE.CHANNELS_LAST == "auto" and config.AASAE.MAX_ITERATIONS is None

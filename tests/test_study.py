@@ -2,6 +2,7 @@
 
 The data are Fashion-MNIST IDX files (the Debian package's format) holding real images of the
 embedded subset: 300 train images, 100 test images."""
+
 import json
 import subprocess
 import sys
@@ -14,10 +15,31 @@ HARNESS = REPO / "benchmarks" / "fashion_mnist_study.py"
 
 
 def harness(tmp_path, *extra):
-    cmd = [sys.executable, str(HARNESS), "--out", str(tmp_path / "out"), "--data", str(tmp_path / "fmnist"),
-           "--results", str(tmp_path / "study.json"), "--figure", str(tmp_path / "curves.png"),
-           "--epochs", "2", "--train-images", "64", "--batch-size", "32", "--fit", "200", "--draws", "1",
-           "--workers", "0", *extra]
+    cmd = [
+        sys.executable,
+        str(HARNESS),
+        "--out",
+        str(tmp_path / "out"),
+        "--data",
+        str(tmp_path / "fmnist"),
+        "--results",
+        str(tmp_path / "study.json"),
+        "--figure",
+        str(tmp_path / "curves.png"),
+        "--epochs",
+        "2",
+        "--train-images",
+        "64",
+        "--batch-size",
+        "32",
+        "--fit",
+        "200",
+        "--draws",
+        "1",
+        "--workers",
+        "0",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1500)
 
 
@@ -37,7 +59,10 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
         # the training metrics of the epoch's logged iterations (LOG_FREQUENCY 50: iteration 0 here)
         assert run["epochs"]["1"]["train_loss"] > 0 and "train_log_pxz" in run["epochs"]["1"]
         # augmentation robustness at the last epoch only
-        assert "linear_top1_augmented_test" in run["epochs"]["2"] and "linear_top1_augmented_test" not in run["epochs"]["1"]
+        assert (
+            "linear_top1_augmented_test" in run["epochs"]["2"]
+            and "linear_top1_augmented_test" not in run["epochs"]["1"]
+        )
         assert "AASAE summary: 4 iterations" in (tmp_path / "out" / name / "pretrain.log").read_text()
     assert "train_posterior_cos_sim_z" in data["runs"]["aasae_s0"]["epochs"]["1"]
     base = data["baselines"]
@@ -57,7 +82,19 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
 
 def test_bad_runs_are_refused_before_any_work(tmp_path):
     (tmp_path / "train-images-idx3-ubyte.gz").touch()
-    proc = subprocess.run([sys.executable, str(HARNESS), "--out", str(tmp_path / "out"), "--data", str(tmp_path),
-                           "--runs", "aasae:0,simclr:1"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HARNESS),
+            "--out",
+            str(tmp_path / "out"),
+            "--data",
+            str(tmp_path),
+            "--runs",
+            "aasae:0,simclr:1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--runs 'simclr:1': expected variant:seed" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 No timed assertions: the numbers checked are the switches' effects (memory format, dtypes,
 float32 likelihood, unchanged parameter names), and the benchmark's JSON bookkeeping.
 """
+
 import json
 import math
 import subprocess
@@ -38,7 +39,9 @@ def test_settings_defaults_and_auto_decisions():
     cuda = settings.resolved(torch.device("cuda"))
     assert cuda.channels_last is False and cuda.fused_optimizer is True
     assert settings.resolved(torch.device("cuda"), mixed_precision=True).channels_last is True
-    config = quickstart("++config.AASAE.PERFORMANCE.CHANNELS_LAST=false", "++config.AASAE.PERFORMANCE.BF16_AUTOCAST=true")
+    config = quickstart(
+        "++config.AASAE.PERFORMANCE.CHANNELS_LAST=false", "++config.AASAE.PERFORMANCE.BF16_AUTOCAST=true"
+    )
     overridden = PerformanceSettings.from_config(config)
     assert overridden.resolved(torch.device("cpu")).channels_last is False
     assert overridden.resolved(torch.device("cuda")).channels_last is False and overridden.bf16_autocast
@@ -107,8 +110,9 @@ def test_bf16_autocast_covers_the_forward_only_and_keeps_the_likelihood_float32(
     fp32 = build(config).train()
     bf16 = build(config).train()
     bf16.load_state_dict(fp32.state_dict())
-    apply_performance_settings(bf16, PerformanceSettings(bf16_autocast=True, channels_last=False, fused_optimizer=False),
-                               torch.device("cpu"))
+    apply_performance_settings(
+        bf16, PerformanceSettings(bf16_autocast=True, channels_last=False, fused_optimizer=False), torch.device("cpu")
+    )
     x, target = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
     out32, loss32 = forward_and_loss(fp32, x, target)
     out16, loss16 = forward_and_loss(bf16, x, target)
@@ -132,11 +136,29 @@ def test_autocast_region_closes_when_the_forward_raises():
     assert module(torch.randn(2, 3)).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
     out = tmp_path / "throughput.json"
-    cmd = [sys.executable, str(BENCHMARK), "--batch-size", "2", "--warmup", "1", "--iterations", "2",
-           "--data-batches", "3", "--workers", "0", "--metrics-frequency", "2", "--modes", "step,data,plain,reference",
-           "--json", str(out)]
+    cmd = [
+        sys.executable,
+        str(BENCHMARK),
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--iterations",
+        "2",
+        "--data-batches",
+        "3",
+        "--workers",
+        "0",
+        "--metrics-frequency",
+        "2",
+        "--modes",
+        "step,data,plain,reference",
+        "--json",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
@@ -165,7 +187,9 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
     assert step["resolved"]["performance_resolved"]["channels_last"] is True
     ratios = summary["ratios"]
     assert ratios["step / plain (img/s)"] == pytest.approx(
-        summary["results"]["step"]["images_per_s"] / summary["results"]["plain"]["images_per_s"])
+        summary["results"]["step"]["images_per_s"] / summary["results"]["plain"]["images_per_s"]
+    )
     assert ratios["step / reference (img/s)"] == pytest.approx(
-        summary["results"]["step"]["images_per_s"] / summary["results"]["reference"]["images_per_s"])
+        summary["results"]["step"]["images_per_s"] / summary["results"]["reference"]["images_per_s"]
+    )
     assert "step" in proc.stdout and "plain" in proc.stdout and "reference" in proc.stdout  # the table

@@ -1,9 +1,9 @@
 """Each variant x data set composes and trains one step through VISSL's trainer; the quickstart learns."""
+
 import json
 
 import pytest
 import torch
-
 from conftest import CPU_OVERRIDES, run_launcher
 from fake_data import write_cifar10, write_image_folder, write_stl10
 
@@ -27,6 +27,7 @@ DATASETS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant):
@@ -39,8 +40,11 @@ def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant)
         *CPU_OVERRIDES,
         f"config.DATA.TRAIN.DATA_PATHS=[{data_root / path}]",
         # of the 20 (CIFAR) / 4 (STL-10) fake images; the ImageNet config's 5M-iteration cap off
-        *{"cifar10": ["config.DATA.TRAIN.HOLD_OUT=5"], "stl10": ["config.DATA.TRAIN.HOLD_OUT=1"],
-          "imagenet": ["config.AASAE.MAX_ITERATIONS=null"]}[dataset],
+        *{
+            "cifar10": ["config.DATA.TRAIN.HOLD_OUT=5"],
+            "stl10": ["config.DATA.TRAIN.HOLD_OUT=1"],
+            "imagenet": ["config.AASAE.MAX_ITERATIONS=null"],
+        }[dataset],
         "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=2",
         "config.DATA.TRAIN.DATA_LIMIT=2",
         "config.OPTIMIZER.num_epochs=1",
@@ -53,16 +57,23 @@ def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant)
     kl_coeff = 1.0 if variant == "vae" else 0.0
     assert record["loss"] == pytest.approx(-record["log_pxz"] + kl_coeff * record["kl"], rel=1e-4)
     assert ("bits_per_dim" in record) == (variant in ("aasae", "vae"))
-    heads = torch.load(ckpt_dir / "checkpoint.torch", map_location="cpu", weights_only=False)[
-        "classy_state_dict"]["base_model"]["model"]["heads"]
+    heads = torch.load(ckpt_dir / "checkpoint.torch", map_location="cpu", weights_only=False)["classy_state_dict"][
+        "base_model"
+    ]["model"]["heads"]
     assert ("0.fc_log_var.weight" in heads) == (variant in ("aasae", "vae"))
 
 
+@pytest.mark.slow
 def test_quickstart_runs_end_to_end_and_checkpoints(tmp_path):
     """The README's main job, shortened to 2 epochs of 2 iterations: metrics, summary, checkpoints
     (that the loss falls: tests/test_evaluation.py::test_quickstart_loss_falls_below_constant_prediction)."""
-    overrides = ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64", "config.LOG_FREQUENCY=1",
-                 "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0", f"config.CHECKPOINT.DIR={tmp_path}"]
+    overrides = [
+        "config=pretrain/aasae/quickstart",
+        "config.DATA.TRAIN.DATA_LIMIT=64",
+        "config.LOG_FREQUENCY=1",
+        "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0",
+        f"config.CHECKPOINT.DIR={tmp_path}",
+    ]
     out = run_launcher(overrides, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "aasae_metrics.json").read_text().splitlines()]
@@ -74,10 +85,13 @@ def test_quickstart_runs_end_to_end_and_checkpoints(tmp_path):
     assert (tmp_path / "model_final_checkpoint_phase1.torch").exists()
 
 
-
 def trunk_and_projection_bn(checkpoint_path):
-    model = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["classy_state_dict"]["base_model"]["model"]
-    return model["trunk"]["_feature_blocks.bn1.num_batches_tracked"].item(), model["heads"]["0.mlp.1.num_batches_tracked"].item()
+    model = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["classy_state_dict"]["base_model"][
+        "model"
+    ]
+    return model["trunk"]["_feature_blocks.bn1.num_batches_tracked"].item(), model["heads"][
+        "0.mlp.1.num_batches_tracked"
+    ].item()
 
 
 @pytest.mark.slow
@@ -86,12 +100,19 @@ def test_original_image_pass_and_max_iterations(tmp_path):
     and projection on the original images, so every BatchNorm counts two batches per iteration;
     the posterior metrics reuse it (no third pass).  AASAE.MAX_ITERATIONS=3 with 2 iterations per
     epoch stops inside the second epoch, whose checkpoint is the final one."""
-    common = ["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64", "config.LOG_FREQUENCY=1",
-              "config.AASAE.METRICS.POSTERIOR_FREQUENCY=1", "config.AASAE.METRICS.NUM_IMAGES=0",
-              "config.DATA.NUM_DATALOADER_WORKERS=0"]
+    common = [
+        "config=pretrain/aasae/quickstart",
+        "config.DATA.TRAIN.DATA_LIMIT=64",
+        "config.LOG_FREQUENCY=1",
+        "config.AASAE.METRICS.POSTERIOR_FREQUENCY=1",
+        "config.AASAE.METRICS.NUM_IMAGES=0",
+        "config.DATA.NUM_DATALOADER_WORKERS=0",
+    ]
     on = tmp_path / "on"
-    out = run_launcher([*common, "config.OPTIMIZER.num_epochs=3", "config.AASAE.MAX_ITERATIONS=3",
-                        f"config.CHECKPOINT.DIR={on}"], cwd=tmp_path)
+    out = run_launcher(
+        [*common, "config.OPTIMIZER.num_epochs=3", "config.AASAE.MAX_ITERATIONS=3", f"config.CHECKPOINT.DIR={on}"],
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     records = [json.loads(line) for line in (on / "aasae_metrics.json").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [0, 1, 2]
@@ -100,8 +121,15 @@ def test_original_image_pass_and_max_iterations(tmp_path):
     assert trunk_and_projection_bn(on / "model_final_checkpoint_phase1.torch") == (6, 6)
 
     off = tmp_path / "off"
-    out = run_launcher([*common, "config.OPTIMIZER.num_epochs=1", "config.MODEL.AASAE.ORIGINAL_IMAGE_PASS=False",
-                        f"config.CHECKPOINT.DIR={off}"], cwd=tmp_path)
+    out = run_launcher(
+        [
+            *common,
+            "config.OPTIMIZER.num_epochs=1",
+            "config.MODEL.AASAE.ORIGINAL_IMAGE_PASS=False",
+            f"config.CHECKPOINT.DIR={off}",
+        ],
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     records = [json.loads(line) for line in (off / "aasae_metrics.json").read_text().splitlines()]
     assert len(records) == 2 and all("posterior_cos_sim_z" in r for r in records)
@@ -110,9 +138,19 @@ def test_original_image_pass_and_max_iterations(tmp_path):
 
 
 def test_max_iterations_beyond_num_epochs_is_refused(tmp_path):
-    out = run_launcher(["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=64", *CPU_OVERRIDES,
-                        "config.OPTIMIZER.num_epochs=1", "config.AASAE.MAX_ITERATIONS=5",
-                        f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path)
+    out = run_launcher(
+        [
+            "config=pretrain/aasae/quickstart",
+            "config.DATA.TRAIN.DATA_LIMIT=64",
+            *CPU_OVERRIDES,
+            "config.OPTIMIZER.num_epochs=1",
+            "config.AASAE.MAX_ITERATIONS=5",
+            f"config.CHECKPOINT.DIR={tmp_path}",
+        ],
+        cwd=tmp_path,
+    )
     assert out.returncode == 2  # refused by the launcher's check, before any work
-    assert "error: AASAE.MAX_ITERATIONS=5 needs 3 epochs of 2 iterations (64 images, global batch 32) but " \
-           "OPTIMIZER.num_epochs=1" in out.stderr
+    assert (
+        "error: AASAE.MAX_ITERATIONS=5 needs 3 epochs of 2 iterations (64 images, global batch 32) but "
+        "OPTIMIZER.num_epochs=1" in out.stderr
+    )

@@ -1,5 +1,6 @@
 """What the autoencoder learns, made visible: training metrics and images (TensorBoard, PNG), the
 posterior-agreement pass, the Fig. 5 command and the density (bits/dim) command."""
+
 import copy
 import io
 import json
@@ -13,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, run_launcher
 from PIL import Image
 from torch.distributions import Normal, kl_divergence
 
-from conftest import REPO, run_launcher
 from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
-from vissl_aasae.settings import MetricsSettings
+from vissl_aasae.images import grid_size, reconstruction_grid
 from vissl_aasae.launcher import compose
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
-from vissl_aasae.visualize.images import grid_size, reconstruction_grid
 from vissl_aasae.models.posterior import batch_norm_stats_kept
-from vissl_aasae.visualize.progress import Progress
+from vissl_aasae.progress import Progress
+from vissl_aasae.settings import MetricsSettings
 from vissl_aasae.visualize.view_similarity import block_means
 
 NORM_MEAN, NORM_STD = 0.286, 0.353  # the quickstart's Normalize
@@ -56,8 +57,9 @@ def run(tmp_path_factory):
 
 
 def run_tool(name, args, cwd):
-    return subprocess.run([sys.executable, str(REPO / "tools" / name), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO / "tools" / name), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 # ---------------------------------------------------------------- training: TensorBoard, JSON, PNG
@@ -98,8 +100,9 @@ def test_training_writes_png_grids_beside_the_checkpoints(run):
     from vissl_aasae.data.aasae_array import load_arrays
 
     train_images, _ = load_arrays("npz", "embedded", "train")
-    resized = np.stack([np.asarray(Image.fromarray(a).resize((32, 32), Image.BILINEAR), dtype=np.float32) / 255
-                        for a in train_images])  # DATA_LIMIT draws a random subset
+    resized = np.stack(
+        [np.asarray(Image.fromarray(a).resize((32, 32), Image.BILINEAR), dtype=np.float32) / 255 for a in train_images]
+    )  # DATA_LIMIT draws a random subset
     folder = run.dir / "reconstructions"
     assert sorted(p.name for p in folder.iterdir()) == ["iter_000000.png", "iter_000002.png", "iter_000004.png"]
     for path in folder.iterdir():
@@ -107,7 +110,7 @@ def test_training_writes_png_grids_beside_the_checkpoints(run):
         assert grid.shape == (3 * 34 + 2, IMAGES * 34 + 2, 3)
         for column in range(IMAGES):
             # row 1, de-normalised, is a training image as the original transform (Resize 32) shows it
-            tile = grid[2:34, 2 + 34 * column: 34 + 34 * column]
+            tile = grid[2:34, 2 + 34 * column : 34 + 34 * column]
             assert np.abs(tile[..., 0] - tile[..., 2]).max() < 1.5 / 255  # gray stays gray
             assert np.abs(resized - tile[None, ..., 0]).max(axis=(1, 2)).min() < 1.5 / 255
 
@@ -131,9 +134,14 @@ def test_reconstruction_grid_denormalises_each_row():
 def model_and_config(tmp_path_factory):
     from vissl.models import build_model
 
-    _, config = compose(["config=pretrain/aasae/quickstart", "config.AASAE.METRICS.POSTERIOR_FREQUENCY=3",
-                         "config.AASAE.METRICS.LOG_FREQUENCY=0",
-                         f"config.CHECKPOINT.DIR={tmp_path_factory.mktemp('hook')}"])
+    _, config = compose(
+        [
+            "config=pretrain/aasae/quickstart",
+            "config.AASAE.METRICS.POSTERIOR_FREQUENCY=3",
+            "config.AASAE.METRICS.LOG_FREQUENCY=0",
+            f"config.CHECKPOINT.DIR={tmp_path_factory.mktemp('hook')}",
+        ]
+    )
     torch.manual_seed(0)
     return build_model(config.MODEL, config.OPTIMIZER).train(), config
 
@@ -165,10 +173,15 @@ def test_posterior_pass_runs_only_when_due_and_leaves_training_unchanged(model_a
         for iteration in range(4):
             output, loss, metrics = _step(model, inputs, target)
             task = SimpleNamespace(
-                train=True, iteration=iteration, max_iteration=4, base_model=model, device=torch.device("cpu"),
+                train=True,
+                iteration=iteration,
+                max_iteration=4,
+                base_model=model,
+                device=torch.device("cpu"),
                 loss=SimpleNamespace(last_metrics=metrics),
-                last_batch=SimpleNamespace(sample={"input": inputs, "target": target}, model_output=output,
-                                           loss=loss.detach()),
+                last_batch=SimpleNamespace(
+                    sample={"input": inputs, "target": target}, model_output=output, loss=loss.detach()
+                ),
             )
             before, rng = len(trunk_calls), torch.get_rng_state()
             hook.on_forward(task)
@@ -234,8 +247,10 @@ def test_progress_reports_rate_and_eta():
     now[0] = 4.0
     progress.update(5)
     lines = stream.getvalue().splitlines()
-    assert lines == ["density: 5/10 images (50%), 2.5 images/s, ETA 0:00:02",
-                     "density: 10/10 images (100%), 2.5 images/s, ETA 0:00:00"]
+    assert lines == [
+        "density: 5/10 images (50%), 2.5 images/s, ETA 0:00:02",
+        "density: 10/10 images (100%), 2.5 images/s, ETA 0:00:00",
+    ]
 
 
 # ---------------------------------------------------------------- Fig. 5
@@ -243,18 +258,28 @@ def test_progress_reports_rate_and_eta():
 
 def test_block_means_of_an_example_major_matrix():
     # 2 examples x 2 views: same-example off-diagonal entries 0.9 and 0.7, different-example 0.1..0.4
-    matrix = np.array([[1.0, 0.9, 0.1, 0.2],
-                       [0.9, 1.0, 0.3, 0.4],
-                       [0.1, 0.3, 1.0, 0.7],
-                       [0.2, 0.4, 0.7, 1.0]])
+    matrix = np.array([[1.0, 0.9, 0.1, 0.2], [0.9, 1.0, 0.3, 0.4], [0.1, 0.3, 1.0, 0.7], [0.2, 0.4, 0.7, 1.0]])
     assert block_means(matrix, 2) == pytest.approx((0.8, 0.25))
 
 
 @pytest.mark.slow
 def test_view_similarity_command_on_the_quickstart_checkpoint(run, tmp_path):
-    out = run_tool("aasae_view_similarity.py", ["--checkpoint", str(run.dir), "--data", "embedded",
-                                                "--examples", "16", "--views", "4", "--output", str(tmp_path / "fig5.png")],
-                   cwd=tmp_path)
+    out = run_tool(
+        "aasae_view_similarity.py",
+        [
+            "--checkpoint",
+            str(run.dir),
+            "--data",
+            "embedded",
+            "--examples",
+            "16",
+            "--views",
+            "4",
+            "--output",
+            str(tmp_path / "fig5.png"),
+        ],
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     same = float(re.search(r"same-example mean cosine similarity: ([-\d.]+)", out.stdout).group(1))
     different = float(re.search(r"different-example mean cosine similarity: ([-\d.]+)", out.stdout).group(1))
@@ -266,7 +291,7 @@ def test_view_similarity_command_on_the_quickstart_checkpoint(run, tmp_path):
 
 
 def test_commands_reject_a_missing_checkpoint(tmp_path, capsys):
-    from vissl_aasae.visualize.commands import density_main, view_similarity_main
+    from aasae_cli import density_main, view_similarity_main
 
     assert view_similarity_main(["--checkpoint", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
@@ -322,8 +347,11 @@ def test_more_importance_samples_tighten_the_bound(trained):
     assert x_hat.shape[0] == 6 and z.shape[0] == 6
     scale = torch.exp(log_scale / 2) + 1e-6
     std = torch.exp(log_var / 2) + 1e-6
-    weights = (Normal(x_hat, scale).log_prob(batch).flatten(2).sum(-1)
-               + Normal(0.0, 1.0).log_prob(z).sum(-1) - Normal(mu, std).log_prob(z).sum(-1))  # (k, B)
+    weights = (
+        Normal(x_hat, scale).log_prob(batch).flatten(2).sum(-1)
+        + Normal(0.0, 1.0).log_prob(z).sum(-1)
+        - Normal(mu, std).log_prob(z).sum(-1)
+    )  # (k, B)
     dims = batch[0].numel()
     iwae = -(torch.logsumexp(weights, 0) - math.log(6)) / (dims * math.log(2))
     single = -weights.mean(0) / (dims * math.log(2))  # the mean of the six one-sample estimates
@@ -333,21 +361,46 @@ def test_more_importance_samples_tighten_the_bound(trained):
 
 @pytest.mark.slow
 def test_density_command_matches_the_library(run, trained, tmp_path):
+    from vissl_aasae.visualize.checkpoint import find_checkpoint, load_run_config
     from vissl_aasae.visualize.data import open_images, view_transform
     from vissl_aasae.visualize.density import evaluate_density
-    from vissl_aasae.visualize.checkpoint import load_run_config, find_checkpoint
 
-    out = run_tool("aasae_density.py", ["--checkpoint", str(run.dir), "--data", "embedded", "--split", "test",
-                                        "--num-samples", "3", "--limit", "8", "--batch-size", "4",
-                                        "--output", str(tmp_path / "density.json")], cwd=tmp_path)
+    out = run_tool(
+        "aasae_density.py",
+        [
+            "--checkpoint",
+            str(run.dir),
+            "--data",
+            "embedded",
+            "--split",
+            "test",
+            "--num-samples",
+            "3",
+            "--limit",
+            "8",
+            "--batch-size",
+            "4",
+            "--output",
+            str(tmp_path / "density.json"),
+        ],
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "density: 8/8 images (100%)" in out.stderr and "ETA" in out.stderr
     result = json.loads((tmp_path / "density.json").read_text())
     assert (result["images"], result["num_samples"], result["dims"]) == (8, 3, 3072)
     assert result["log_px"] == pytest.approx(-result["bits_per_dim"] * 3072 * math.log(2), rel=1e-9)
     config = load_run_config(find_checkpoint(run.dir))
-    again = evaluate_density(trained[0], open_images("embedded", split="test"), view_transform(config, "original"),
-                             k=3, batch_size=4, limit=8, seed=0, progress=False)
+    again = evaluate_density(
+        trained[0],
+        open_images("embedded", split="test"),
+        view_transform(config, "original"),
+        k=3,
+        batch_size=4,
+        limit=8,
+        seed=0,
+        progress=False,
+    )
     print(f"density command: {out.stdout.strip().splitlines()[-1]}")
     assert result["bits_per_dim"] == pytest.approx(again.bits_per_dim, rel=1e-4)
 
@@ -364,10 +417,14 @@ def made(tmp_path_factory):
     from vissl_aasae.launcher import write_config
 
     folder = tmp_path_factory.mktemp("made")
-    _, config = compose(["config=pretrain/aasae/quickstart", "config.MODEL.AASAE.LATENT_DIM=16", f"config.CHECKPOINT.DIR={folder}"])
+    _, config = compose(
+        ["config=pretrain/aasae/quickstart", "config.MODEL.AASAE.LATENT_DIM=16", f"config.CHECKPOINT.DIR={folder}"]
+    )
     write_config(config)
     torch.manual_seed(0)
-    torch.save(vissl_checkpoint(build_model(config.MODEL, config.OPTIMIZER)), folder / "model_final_checkpoint_phase0.torch")
+    torch.save(
+        vissl_checkpoint(build_model(config.MODEL, config.OPTIMIZER)), folder / "model_final_checkpoint_phase0.torch"
+    )
     return folder
 
 
@@ -380,31 +437,74 @@ def _images(folder, good=3):
 
 
 def test_density_rejects_zero_samples_in_one_line(made, capsys):
-    from vissl_aasae.visualize.commands import density_main
+    from aasae_cli import density_main
 
     assert density_main(["--checkpoint", str(made), "-k", "0", "--limit", "2"]) == 2  # was a ZeroDivisionError
     assert capsys.readouterr().err.strip().splitlines() == ["error: --num-samples 0 must be a positive integer"]
 
 
 def test_commands_skip_unreadable_images_naming_them(made, tmp_path, capsys):
-    from vissl_aasae.visualize.commands import density_main, view_similarity_main
+    from aasae_cli import density_main, view_similarity_main
 
     broken = _images(tmp_path / "images")
-    assert density_main(["--checkpoint", str(made), "--data", str(tmp_path / "images"), "-k", "2",
-                         "--output", str(tmp_path / "d.json")]) == 0
+    assert (
+        density_main(
+            [
+                "--checkpoint",
+                str(made),
+                "--data",
+                str(tmp_path / "images"),
+                "-k",
+                "2",
+                "--output",
+                str(tmp_path / "d.json"),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert f"warning: 1 unreadable images skipped: {broken}: " in err
     assert json.loads((tmp_path / "d.json").read_text())["images"] == 3
-    assert view_similarity_main(["--checkpoint", str(made), "--data", str(tmp_path / "images"), "--examples", "3",
-                                 "--views", "2", "--output", str(tmp_path / "fig.png")]) == 0
+    assert (
+        view_similarity_main(
+            [
+                "--checkpoint",
+                str(made),
+                "--data",
+                str(tmp_path / "images"),
+                "--examples",
+                "3",
+                "--views",
+                "2",
+                "--output",
+                str(tmp_path / "fig.png"),
+            ]
+        )
+        == 0
+    )
     assert f"warning: 1 unreadable images skipped: {broken}: " in capsys.readouterr().err
-    assert view_similarity_main(["--checkpoint", str(made), "--data", str(tmp_path / "images"), "--examples", "4",
-                                 "--views", "2", "--output", str(tmp_path / "fig.png")]) == 2
+    assert (
+        view_similarity_main(
+            [
+                "--checkpoint",
+                str(made),
+                "--data",
+                str(tmp_path / "images"),
+                "--examples",
+                "4",
+                "--views",
+                "2",
+                "--output",
+                str(tmp_path / "fig.png"),
+            ]
+        )
+        == 2
+    )
     assert "--examples 4: only 3 of the 4 images could be read" in capsys.readouterr().err
 
 
 def test_commands_never_run_code_from_a_checkpoint(made, tmp_path, capsys):
-    from vissl_aasae.visualize.commands import density_main
+    from aasae_cli import density_main
 
     class Payload:
         def __reduce__(self):
@@ -420,4 +520,7 @@ def test_commands_never_run_code_from_a_checkpoint(made, tmp_path, capsys):
     assert not (tmp_path / "PWNED").exists()
     evil.write_bytes((made / "model_final_checkpoint_phase0.torch").read_bytes()[:5000])  # truncated
     assert density_main(["--checkpoint", str(run), "-k", "2", "--limit", "2"]) == 2
-    assert capsys.readouterr().err.strip() == f"error: checkpoint '{evil}' is truncated or corrupt (an incomplete zip archive: no end record)"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: checkpoint '{evil}' is truncated or corrupt (an incomplete zip archive: no end record)"
+    )

@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Importance-sampled log p(x) and bits/dim of a checkpoint on a data split.
+"""Importance-sampled log p(x) and bits/dim of a checkpoint on a data split (``aasae-density``).
 
     python tools/aasae_density.py --checkpoint ./checkpoints/quickstart --data embedded --split test \
         --num-samples 100 [--limit 1000] [config.KEY=value ...]
-
-See vissl_aasae/visualize/density.py.
 """
+
+import os
 import sys
 
-from vissl_aasae.visualize.commands import density_main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # aasae_cli from a checkout
+
+from aasae_cli import density_main as main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(density_main())
+    sys.exit(main())

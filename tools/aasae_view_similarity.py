@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""The paper's Fig. 5 for a checkpoint: cosine similarities of V augmented views of E examples.
+"""The paper's Fig. 5 for a checkpoint (``aasae-view-similarity``).
 
-    python tools/aasae_view_similarity.py --checkpoint ./checkpoints/quickstart --data embedded \
-        --examples 10 --views 5 [--output fig5.png] [config.KEY=value ...]
-
-Prints the same-example and different-example means; see vissl_aasae/visualize/view_similarity.py.
+python tools/aasae_view_similarity.py --checkpoint ./checkpoints/quickstart --examples 10 --views 5
 """
+
+import os
 import sys
 
-from vissl_aasae.visualize.commands import view_similarity_main
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # aasae_cli from a checkout
+
+from aasae_cli import view_similarity_main as main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(view_similarity_main())
+    sys.exit(main())

@@ -6,6 +6,7 @@
 The plugin is imported at module level on purpose: ranks started by torch.multiprocessing.spawn
 re-run this module's top level, so they get the plugin's registrations too.
 """
+
 import sys
 
 from vissl_aasae.launcher import main

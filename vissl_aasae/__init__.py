@@ -9,6 +9,7 @@ registers every component with VISSL's and classy_vision's registries:
   data source ``aasae_array``; task ``aasae_task`` (VISSL's task + ``AASAE.PERFORMANCE``); the hook
   generator :func:`vissl_aasae.hooks.aasae_hook_generator`.
 """
+
 from vissl_aasae import compat, settings
 
 compat.apply()
@@ -21,7 +22,9 @@ from vissl_aasae.models.trunks import aasae_resnet  # noqa: E402,F401
 
 aasae_array.register()
 
-from vissl_aasae import evaluation  # noqa: E402,F401  (registers the engine aasae_feature_eval)
-from vissl_aasae import trainer  # noqa: E402,F401  (registers the task aasae_task)
+from vissl_aasae import (
+    evaluation,  # noqa: E402,F401  (registers the engine aasae_feature_eval)
+    trainer,  # noqa: E402,F401  (registers the task aasae_task)
+)
 
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ are thin adapters over it; it imports none of them):
   multiplier incl. 0.125/0.25/0.5, stem) read from its tensors;
 - :func:`read_run_config`: the ``train_config.yaml`` VISSL keeps beside a run's checkpoints.
 """
+
 import argparse
 import os
 import pathlib
@@ -70,14 +71,21 @@ def _numpy_globals() -> List[Any]:
             found.append((getattr(multiarray, name), f"{module}.{name}"))
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
-        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and isinstance(getattr(dtypes, n), type)]
+        found += [
+            getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and isinstance(getattr(dtypes, n), type)
+        ]
     return found
 
 
 def safe_globals() -> List[Any]:
     """What :func:`load` allows beyond torch's own weights-only set: plain value types only."""
-    allowed: List[Any] = [argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath,
-                          pathlib.WindowsPath, pathlib.PureWindowsPath]
+    allowed: List[Any] = [
+        argparse.Namespace,
+        pathlib.PosixPath,
+        pathlib.PurePosixPath,
+        pathlib.WindowsPath,
+        pathlib.PureWindowsPath,
+    ]
     allowed += [(dict, name) for name in LIGHTNING_ATTRIBUTE_DICTS]
     allowed += _numpy_globals()
     return allowed
@@ -165,10 +173,29 @@ def _refusal(path: str, what: str, err: Exception) -> CheckpointError:
             f"{what} {path!r} was not loaded: it holds {found.group(1)}, which is not on the allow-list of safe "
             "types (unpickling it could run code); only tensors, containers, numbers and strings are read"
         )
-    detail = next((line.strip() for line in text.splitlines() if line.strip() and "Weights only load failed" not in line
-                   and "weights_only" not in line and "In PyTorch 2.6" not in line), type(err).__name__)
-    if any(word in text for word in ("Can only build", "Can only create", "reduce for unrecognized", "Can only SETITEM",
-                                      "Can only append", "persistent_load", "Unsupported operand")):
+    detail = next(
+        (
+            line.strip()
+            for line in text.splitlines()
+            if line.strip()
+            and "Weights only load failed" not in line
+            and "weights_only" not in line
+            and "In PyTorch 2.6" not in line
+        ),
+        type(err).__name__,
+    )
+    if any(
+        word in text
+        for word in (
+            "Can only build",
+            "Can only create",
+            "reduce for unrecognized",
+            "Can only SETITEM",
+            "Can only append",
+            "persistent_load",
+            "Unsupported operand",
+        )
+    ):
         return CheckpointError(
             f"{what} {path!r} was not loaded: its pickle uses operations outside the safe set ({detail[:200]})"
         )
@@ -187,7 +214,9 @@ def load(path, what: str = "checkpoint", mmap: bool = False, check_crc: bool = T
     if kind == "truncated zip":
         raise CheckpointError(f"{what} {path!r} is truncated or corrupt (an incomplete zip archive: no end record)")
     if kind == "pickle":
-        raise CheckpointError(f"{what} {path!r} is not a PyTorch checkpoint (a plain pickle file, not written by torch.save)")
+        raise CheckpointError(
+            f"{what} {path!r} is not a PyTorch checkpoint (a plain pickle file, not written by torch.save)"
+        )
     if kind == "other":
         raise CheckpointError(f"{what} {path!r} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle)")
     if kind == "zip" and check_crc:
@@ -195,7 +224,9 @@ def load(path, what: str = "checkpoint", mmap: bool = False, check_crc: bool = T
             with zipfile.ZipFile(path) as archive:
                 bad = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise CheckpointError(f"{what} {path!r} is corrupt or truncated: {' '.join(str(err).split())[:200]}") from None
+            raise CheckpointError(
+                f"{what} {path!r} is corrupt or truncated: {' '.join(str(err).split())[:200]}"
+            ) from None
         if bad is not None:
             raise CheckpointError(f"{what} {path!r} is corrupt: its record {bad} fails its CRC check")
     try:
@@ -243,7 +274,9 @@ def load_pickle(path, what: str = "weights file") -> Any:
             ) from None
         raise CheckpointError(f"{what} {path!r} is not a readable pickle: {' '.join(str(err).split())[:200]}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, ImportError, OSError) as err:
-        raise CheckpointError(f"{what} {path!r} is corrupt or truncated: {' '.join(str(err).split())[:200] or type(err).__name__}") from None
+        raise CheckpointError(
+            f"{what} {path!r} is corrupt or truncated: {' '.join(str(err).split())[:200] or type(err).__name__}"
+        ) from None
 
 
 def verify(path) -> Optional[str]:
@@ -386,7 +419,9 @@ class TrunkLayout:
         width = self.width_multiplier
         width = width if width is not None else f"? ({self.stem_channels} stem channels)"
         kernel = self.stem_kernel
-        stem = {3: "3x3 stem (STEM cifar)", 7: "7x7 stem (STEM stl10 or imagenet)"}.get(kernel, f"{kernel}x{kernel} stem")
+        stem = {3: "3x3 stem (STEM cifar)", 7: "7x7 stem (STEM stl10 or imagenet)"}.get(
+            kernel, f"{kernel}x{kernel} stem"
+        )
         return f"{name} (WIDTH_MULTIPLIER {width}), {stem}"
 
 
@@ -397,7 +432,7 @@ def torchvision_names(trunk: Mapping[str, Any], prefixes=(FEATURE_BLOCKS,)) -> "
         name = key
         for prefix in prefixes:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
         out[name] = value
     return out
 
@@ -451,7 +486,9 @@ def infer_spec(trunk: Mapping[str, Any], stem: Optional[str] = None) -> ResNetSp
         stem = "cifar"
     check_choice("stem", stem, tuple(STEMS))
     if STEMS[stem][0] != kernel:
-        raise ValueError(f"stem {stem!r} has a {STEMS[stem][0]}x{STEMS[stem][0]} conv but the trunk's conv1 is {kernel}x{kernel}")
+        raise ValueError(
+            f"stem {stem!r} has a {STEMS[stem][0]}x{STEMS[stem][0]} conv but the trunk's conv1 is {kernel}x{kernel}"
+        )
     return ResNetSpec(depth, width, stem)
 
 

@@ -7,6 +7,7 @@ plugin's run switches (``config.AASAE``), and AASAE's own pairings (projection h
 decoder head, matching latent sizes, the view transform and collator).  :func:`check_resume` runs
 just before a training launch: a folder whose checkpoints are all incomplete is not resumed from.
 """
+
 import os
 
 import torchvision.transforms as T
@@ -83,12 +84,16 @@ def _array_size(name: str, path: str, split: str, hold_out: int):
         try:
             total = len(load_arrays(name, path, split)[0])
         except (ValueError, FileNotFoundError, OSError) as err:
-            raise ConfigError(f"DATA.{split.upper()}.DATA_PATHS entry {path!r} ({name}): {' '.join(str(err).split())}") from None
+            raise ConfigError(
+                f"DATA.{split.upper()}.DATA_PATHS entry {path!r} ({name}): {' '.join(str(err).split())}"
+            ) from None
     if total is None:
         return None
     if isinstance(hold_out, bool) or not isinstance(hold_out, int) or not 0 <= hold_out < total:
-        raise ConfigError(f"DATA.{split.upper()}.HOLD_OUT={hold_out!r} must be an integer from 0 to {total - 1} "
-                          f"({name} at {path!r} has {total} {split} images)")
+        raise ConfigError(
+            f"DATA.{split.upper()}.HOLD_OUT={hold_out!r} must be an integer from 0 to {total - 1} "
+            f"({name} at {path!r} has {total} {split} images)"
+        )
     return total - hold_out
 
 
@@ -121,7 +126,9 @@ def _check_dataset_names(config, split) -> None:
         if source == "synthetic":
             continue
         if source == "aasae_array" and name not in FORMATS:
-            raise ConfigError(f"{key}.DATASET_NAMES[{i}]={name!r} is not an aasae_array format; allowed: {list(FORMATS)}")
+            raise ConfigError(
+                f"{key}.DATASET_NAMES[{i}]={name!r} is not an aasae_array format; allowed: {list(FORMATS)}"
+            )
         if source == "aasae_array" and name == "npz" and i < len(data.DATA_PATHS):
             check_npz_file(data.DATA_PATHS[i], f"{key}.DATA_PATHS[{i}]")
         looked_up = not data.DATA_PATHS or not data.LABEL_PATHS
@@ -327,12 +334,12 @@ def check_resume(config) -> None:
     folder = str(config.CHECKPOINT.DIR)
     if not config.CHECKPOINT.AUTO_RESUME or "://" in folder or not os.path.isdir(folder):
         return
-    from vissl_aasae import compat
+    from vissl_aasae.compat import behaviour
 
     skip_final = bool(config.CHECKPOINT.OVERWRITE_EXISTING)
-    names = compat.resume_candidates(folder, skip_final)
-    if names and compat.latest_checkpoint_file(folder, config, skip_final) is None:
-        reasons = [compat.incomplete_reason(os.path.join(folder, n)) for n in names]
+    names = behaviour.resume_candidates(folder, skip_final)
+    if names and behaviour.latest_checkpoint_file(folder, config, skip_final) is None:
+        reasons = [behaviour.incomplete_reason(os.path.join(folder, n)) for n in names]
         raise ConfigError(
             f"CHECKPOINT.DIR={folder!r} holds no complete checkpoint to resume from ({'; '.join(reasons[:3])}); "
             "move the broken files away, or set config.CHECKPOINT.AUTO_RESUME=False to start afresh"

@@ -16,6 +16,7 @@ CPU ranks share the cores instead of each taking all of them; and what a run gua
 - the run resumes from the newest *complete* checkpoint (a truncated one is passed over, with a warning);
 - exit codes: 0 done, 2 bad input (config, data, a refused launch), 3 diverged, 130 interrupted (Ctrl-C).
 """
+
 import datetime
 import errno
 import logging
@@ -44,7 +45,7 @@ def available_configs() -> Dict[str, List[str]]:
 
     root = aasae_config_root()
     if root.startswith("file://"):
-        base = root[len("file://"):]
+        base = root[len("file://") :]
     else:
         base = os.path.join(os.path.dirname(os.path.abspath(vissl_aasae.__file__)), "configs")
     base = os.path.join(base, "config")
@@ -69,11 +70,15 @@ def compose(overrides: List[str]):
     """(args, config) of Hydra ``overrides`` as VISSL composes them (apex defaults rewritten, values
     inferred), without side effects: nothing is written (VISSL would dump the config into CHECKPOINT.DIR)."""
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
     from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
 
     try:
         cfg = compose_hydra_configuration(overrides)
+        # interpolations resolved now (VISSL would keep them as strings): each data set's stem, size and
+        # normalisation are declared once (configs/config/pretrain/aasae/datasets) and read by the configs
+        OmegaConf.resolve(cfg)
         return convert_to_attrdict(cfg, dump_config=False)
     except (HydraException, OmegaConfBaseException) as err:
         # Hydra's message spans lines (e.g. the available options): keep it, on one line
@@ -156,7 +161,9 @@ def check_recorded_config(config, folder: str) -> bool:
     if not isinstance(recorded, dict):
         if overwrite_config(config):
             return True
-        raise ConfigError(f"{path} is not a config this launcher wrote; remove it, or set config.AASAE.OVERWRITE_CONFIG=True")
+        raise ConfigError(
+            f"{path} is not a config this launcher wrote; remove it, or set config.AASAE.OVERWRITE_CONFIG=True"
+        )
     changes = config_differences(recorded, config)
     if not changes:
         return False
@@ -320,8 +327,10 @@ def _named_error_line(err: BaseException, name: str) -> Optional[str]:
 def failure(err: BaseException, checkpoint_dir: str) -> Optional[Tuple[int, str]]:
     """(exit code, one line) for the failures the launcher explains; None for the others."""
     if isinstance(err, KeyboardInterrupt) or _named_error_line(err, "TrainingInterrupted") is not None:
-        return EXIT_INTERRUPTED, ("interrupted (SIGINT): nothing was saved on the way out; the same command resumes "
-                                  "from the last complete checkpoint")
+        return EXIT_INTERRUPTED, (
+            "interrupted (SIGINT): nothing was saved on the way out; the same command resumes "
+            "from the last complete checkpoint"
+        )
     message = divergence_message(err, checkpoint_dir)
     if message is not None:
         return EXIT_DIVERGED, message
@@ -365,6 +374,36 @@ def _stop_spawned_ranks() -> None:
 
 
 # --------------------------------------------------------------------------- main
+def header(overrides: List[str], config) -> str:
+    """The console's first lines: what runs, on what, where its full log goes (the config, system and
+    model dumps are in log.txt only; config.VERBOSE=True shows them on the console too)."""
+    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("config=")), "?")
+    lines = [f"vissl_aasae: config={name}"]
+    if config.LOSS.name == "aasae_loss":
+        from vissl_aasae.models.trunk_spec import trunk_spec
+        from vissl_aasae.settings import MethodSettings, RunSettings
+
+        spec, method = trunk_spec(config.MODEL), MethodSettings.from_config(config)
+        train = config.DATA.TRAIN
+        limit = int(train.get("DATA_LIMIT", -1))
+        cap = RunSettings.from_config(config).max_iterations
+        width = f" x{spec.width_multiplier}" if spec.width_multiplier != 1 else ""
+        lines.append(
+            f"  model: ResNet-{spec.depth}{width} ({spec.stem} stem, {method.input_height} px), d={method.latent_dim}, "
+            f"decoder depth {method.decoder_depth or spec.depth}, "
+            f"kl_coeff {config.LOSS.aasae_loss.get('kl_coeff', 0.0)}"
+        )
+        lines.append(
+            f"  data: {', '.join(map(str, train.DATASET_NAMES))} at {', '.join(map(str, train.DATA_PATHS))}"
+            f"{f' ({limit} images)' if limit > 0 else ''}, batch {train.BATCHSIZE_PER_REPLICA} x "
+            f"{int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE)} process(es), "
+            f"{config.OPTIMIZER.num_epochs} epochs{f' (stops at iteration {cap})' if cap else ''}, "
+            f"{config.MACHINE.DEVICE}"
+        )
+    lines.append(f"  checkpoints, metrics and the full log: {os.path.abspath(config.CHECKPOINT.DIR)}")
+    return "\n".join(lines)
+
+
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {message}", file=sys.stderr, flush=True)
     return code
@@ -394,8 +433,11 @@ def main(argv: List[str] = None) -> int:
         if lock is not None:
             lock.acquire()
             if lock.stale:
-                print(f"note: {lock.path} was left by {lock.stale}, which is no longer running; taken over",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"note: {lock.path} was left by {lock.stale}, which is no longer running; taken over",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if training and first_node:
             write = check_recorded_config(config, folder) if _local(folder) else True
             check_resume(config)
@@ -405,6 +447,8 @@ def main(argv: List[str] = None) -> int:
         if lock is not None:
             lock.release()
         return _fail(str(err))
+    if first_node:
+        print(header(overrides, config), flush=True)
     try:
         if config.SLURM.USE_SLURM:
             launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)

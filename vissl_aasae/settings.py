@@ -16,6 +16,7 @@ error; :func:`validate` does it for every section at once and writes the default
 so that the ``train_config.yaml`` of a run shows every value it used.  Components receive the typed
 objects; nothing else reads these keys.
 """
+
 import math
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, Dict, Optional, Tuple, Union
@@ -27,8 +28,10 @@ AUTO = "auto"
 
 def setting(default, kind: str, doc: str, choices=None, minimum=None, nullable=False):
     """A section's key: ``kind`` is int | float | bool | str | auto_bool | width | str_list."""
-    return field(default=default, metadata={"kind": kind, "doc": doc, "choices": choices, "minimum": minimum,
-                                             "nullable": nullable})
+    return field(
+        default=default,
+        metadata={"kind": kind, "doc": doc, "choices": choices, "minimum": minimum, "nullable": nullable},
+    )
 
 
 def _check(path: str, key: str, value, meta) -> Any:
@@ -133,21 +136,26 @@ class MethodSettings(Section):
     latent_dim: int = setting(128, "int", "latent dimension d (paper: 64-512)", minimum=1)
     num_samples: int = setting(1, "int", "samples of z per example (k), averaged in the loss", minimum=1)
     input_height: int = setting(32, "int", "side of the target images (32 cifar, 96 stl10, 224 imagenet)", minimum=1)
-    decoder_depth: Optional[int] = setting(None, "int", "18 | 34 | 50; null: the encoder's depth",
-                                           choices=tuple(DEPTHS), nullable=True)
+    decoder_depth: Optional[int] = setting(
+        None, "int", "18 | 34 | 50; null: the encoder's depth", choices=tuple(DEPTHS), nullable=True
+    )
     log_scale: float = setting(0.0, "float", "log-variance of the Gaussian likelihood (initial value when learned)")
     learn_log_scale: bool = setting(False, "bool", "learn log_scale (a model parameter) instead of fixing it")
     decoder_init: str = setting("pytorch", "str", "pytorch (the authors') | kaiming", choices=("pytorch", "kaiming"))
-    original_image_pass: bool = setting(True, "bool", "the authors' no-grad train-mode pass on the original "
-                                                      "images every step (BN statistics see them too)")
+    original_image_pass: bool = setting(
+        True,
+        "bool",
+        "the authors' no-grad train-mode pass on the original images every step (BN statistics see them too)",
+    )
 
 
 @dataclass(frozen=True)
 class TrunkSettings(Section):
     PATH: ClassVar[str] = "MODEL.TRUNK.AASAE_RESNET"
     depth: int = setting(18, "int", "18 | 34 | 50", choices=tuple(DEPTHS))
-    width_multiplier: Union[int, float] = setting(1, "width", "1; 2 | 4 (ResNet-50w2/w4); 0.125 | 0.25 | 0.5 (narrow)",
-                                                  choices=WIDTH_MULTIPLIERS)
+    width_multiplier: Union[int, float] = setting(
+        1, "width", "1; 2 | 4 (ResNet-50w2/w4); 0.125 | 0.25 | 0.5 (narrow)", choices=WIDTH_MULTIPLIERS
+    )
     stem: str = setting("cifar", "str", "cifar (32 px) | stl10 (96 px) | imagenet (224 px)", choices=tuple(STEMS))
     zero_init_residual: bool = setting(False, "bool", "zero the last BN of each residual branch")
 
@@ -155,12 +163,15 @@ class TrunkSettings(Section):
 @dataclass(frozen=True)
 class MetricsSettings(Section):
     PATH: ClassVar[str] = "AASAE.METRICS"
-    log_frequency: Optional[int] = setting(None, "int", "loss parts every N iterations; null: config.LOG_FREQUENCY; "
-                                                        "0: never", minimum=0, nullable=True)
-    posterior_frequency: Optional[int] = setting(None, "int", "q(z|x+) vs q(z|x) every N iterations; null: "
-                                                              "LOG_FREQUENCY; 0: never", minimum=0, nullable=True)
-    image_frequency: int = setting(1000, "int", "reconstruction grids every N iterations and at the end; 0: end only",
-                                   minimum=0)
+    log_frequency: Optional[int] = setting(
+        None, "int", "loss parts every N iterations; null: config.LOG_FREQUENCY; 0: never", minimum=0, nullable=True
+    )
+    posterior_frequency: Optional[int] = setting(
+        None, "int", "q(z|x+) vs q(z|x) every N iterations; null: LOG_FREQUENCY; 0: never", minimum=0, nullable=True
+    )
+    image_frequency: int = setting(
+        1000, "int", "reconstruction grids every N iterations and at the end; 0: end only", minimum=0
+    )
     num_images: int = setting(8, "int", "images per grid; 0: no grids", minimum=0)
 
     @classmethod
@@ -182,7 +193,9 @@ def due(iteration: int, frequency: int) -> bool:
 class PerformanceSettings(Section):
     PATH: ClassVar[str] = "AASAE.PERFORMANCE"
     bf16_autocast: bool = setting(False, "bool", "model forward under bfloat16 autocast; likelihood in float32")
-    channels_last: Union[bool, str] = setting(AUTO, "auto_bool", "NHWC; auto: on for CPU, on for CUDA with mixed precision")
+    channels_last: Union[bool, str] = setting(
+        AUTO, "auto_bool", "NHWC; auto: on for CPU, on for CUDA with mixed precision"
+    )
     fused_optimizer: Union[bool, str] = setting(AUTO, "auto_bool", "fused Adam; auto: where PyTorch has the kernel")
     compile: bool = setting(False, "bool", "torch.compile the trunk and each head")
 
@@ -208,14 +221,23 @@ class PerformanceSettings(Section):
 class RunSettings(Section):
     PATH: ClassVar[str] = "AASAE"
     SUBSECTIONS: ClassVar[Tuple[str, ...]] = ("METRICS", "PERFORMANCE")
-    max_iterations: Optional[int] = setting(None, "int", "stop after exactly N iterations; null: num_epochs",
-                                            minimum=1, nullable=True)
-    overwrite_config: bool = setting(False, "bool", "a launch whose config differs from the train_config.yaml in "
-                                                    "CHECKPOINT.DIR rewrites it (False: it refuses, naming the keys)")
-    log_environment: bool = setting(False, "bool", "log every environment variable at start-up (VISSL's dump, "
-                                                   "secrets included); False: only harmless names")
-    max_unreadable_fraction: float = setting(0.25, "float", "the run stops when more than this share (0-1) of the "
-                                                            "images seen cannot be read", minimum=0)
+    max_iterations: Optional[int] = setting(
+        None, "int", "stop after exactly N iterations; null: num_epochs", minimum=1, nullable=True
+    )
+    overwrite_config: bool = setting(
+        False,
+        "bool",
+        "a launch whose config differs from the train_config.yaml in "
+        "CHECKPOINT.DIR rewrites it (False: it refuses, naming the keys)",
+    )
+    log_environment: bool = setting(
+        False,
+        "bool",
+        "log every environment variable at start-up (VISSL's dump, secrets included); False: only harmless names",
+    )
+    max_unreadable_fraction: float = setting(
+        0.25, "float", "the run stops when more than this share (0-1) of the images seen cannot be read", minimum=0
+    )
 
 
 @dataclass(frozen=True)
@@ -229,8 +251,9 @@ class LinearProbeSettings(Section):
     weight_decay: float = setting(0.0, "float", "sgd: weight decay")
     standardize: bool = setting(True, "bool", "shift and scale each feature by its training mean and std")
     seed: int = setting(0, "int", "initialisation and batch order")
-    solver: str = setting("sgd", "str", "sgd (the SimCLR protocol) | lbfgs (logistic regression to convergence)",
-                          choices=("sgd", "lbfgs"))
+    solver: str = setting(
+        "sgd", "str", "sgd (the SimCLR protocol) | lbfgs (logistic regression to convergence)", choices=("sgd", "lbfgs")
+    )
     c: float = setting(1.0, "float", "lbfgs: inverse L2 strength, as scikit-learn's C")
     max_iter: int = setting(500, "int", "lbfgs: iterations", minimum=1)
 
@@ -253,8 +276,15 @@ class EvalSettings(Section):
         return read
 
 
-SECTIONS = (MethodSettings, TrunkSettings, RunSettings, MetricsSettings, PerformanceSettings, EvalSettings,
-            LinearProbeSettings)
+SECTIONS = (
+    MethodSettings,
+    TrunkSettings,
+    RunSettings,
+    MetricsSettings,
+    PerformanceSettings,
+    EvalSettings,
+    LinearProbeSettings,
+)
 
 
 def config_defaults(sections) -> Dict[str, Any]:
@@ -280,10 +310,20 @@ def register_config_defaults() -> None:
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(group="config/pretrain/aasae", name="settings", node=config_defaults(PRETRAIN_SECTIONS),
-                package="_global_", provider="vissl_aasae")
-    store.store(group="config/benchmark/aasae", name="settings", node=config_defaults(EVAL_SECTIONS),
-                package="_global_", provider="vissl_aasae")
+    store.store(
+        group="config/pretrain/aasae",
+        name="settings",
+        node=config_defaults(PRETRAIN_SECTIONS),
+        package="_global_",
+        provider="vissl_aasae",
+    )
+    store.store(
+        group="config/benchmark/aasae",
+        name="settings",
+        node=config_defaults(EVAL_SECTIONS),
+        package="_global_",
+        provider="vissl_aasae",
+    )
 
 
 def validate(config, fill: bool = True) -> None:

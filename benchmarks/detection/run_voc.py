@@ -11,6 +11,7 @@ The trunk is converted to ``OUTPUT_DIR/backbone_detectron2.pkl``; the runner wri
 the weights did not fill (``weights_load.json``) and the final AP/AP50/AP75 (``voc_results.json``).
 Needs detectron2 (scripts/install_detectron2.sh).
 """
+
 import argparse
 import json
 import logging
@@ -167,7 +168,9 @@ def main(args):
         _write_json(cfg, WEIGHTS_REPORT_FILE, report)
         logger.info(
             "weights %s: %d of %d model keys not loaded; backbone keys not loaded: %s",
-            report["weights"], len(report["not_loaded"]), report["model_keys"],
+            report["weights"],
+            len(report["not_loaded"]),
+            report["model_keys"],
             report["not_loaded_backbone"] or "none",
         )
     trainer.train()
@@ -177,11 +180,17 @@ def main(args):
     if not comm.is_main_process():
         return None
     bbox = {k: float(results["bbox"][k]) for k in ("AP", "AP50", "AP75")}
-    summary = dict(bbox, max_iter=cfg.SOLVER.MAX_ITER, ims_per_batch=cfg.SOLVER.IMS_PER_BATCH,
-                   weights=cfg.MODEL.WEIGHTS, weights_load=report)
+    summary = dict(
+        bbox,
+        max_iter=cfg.SOLVER.MAX_ITER,
+        ims_per_batch=cfg.SOLVER.IMS_PER_BATCH,
+        weights=cfg.MODEL.WEIGHTS,
+        weights_load=report,
+    )
     path = _write_json(cfg, RESULTS_FILE, summary)
-    print("VOC07 test: AP %.2f  AP50 %.2f  AP75 %.2f  (%s)" % (bbox["AP"], bbox["AP50"], bbox["AP75"], path),
-          flush=True)
+    print(
+        "VOC07 test: AP %.2f  AP50 %.2f  AP75 %.2f  (%s)" % (bbox["AP"], bbox["AP50"], bbox["AP75"], path), flush=True
+    )
     return summary
 
 
@@ -204,8 +213,9 @@ def parse_args(argv=None):
     parser.add_argument("--cpu", action="store_true", help="train on CPU (one process, BN instead of SyncBN)")
     parser.add_argument("--max-iter", type=int, help="iterations (LR steps scale along)")
     parser.add_argument("--ims-per-batch", type=int, help="images per batch, over all GPUs")
-    parser.add_argument("--train-sets", type=_names, help="comma-separated; default: the config's "
-                        "voc_2007_trainval,voc_2012_trainval")
+    parser.add_argument(
+        "--train-sets", type=_names, help="comma-separated; default: the config's voc_2007_trainval,voc_2012_trainval"
+    )
     parser.add_argument("--test-sets", type=_names, help="comma-separated; default: the config's voc_2007_test")
     parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output-dir")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
@@ -223,10 +233,14 @@ def prepare_weights(args) -> None:
         convert_file(args.checkpoint, args.weights)
     width = width_multiplier_of_weights(load_pickle(args.weights, what="--weights"))
     args.derived_opts = [
-        "MODEL.WEIGHTS", os.path.abspath(args.weights),
-        "MODEL.RESNETS.STEM_OUT_CHANNELS", 64 * width,
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", 256 * width,
-        "MODEL.RESNETS.WIDTH_PER_GROUP", 64 * width,
+        "MODEL.WEIGHTS",
+        os.path.abspath(args.weights),
+        "MODEL.RESNETS.STEM_OUT_CHANNELS",
+        64 * width,
+        "MODEL.RESNETS.RES2_OUT_CHANNELS",
+        256 * width,
+        "MODEL.RESNETS.WIDTH_PER_GROUP",
+        64 * width,
     ]
 
 
@@ -237,8 +251,14 @@ def cli(argv=None):
     except (ValueError, FileNotFoundError) as err:  # a checkpoint or weights file that cannot be used
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
-    summary = launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                     dist_url=args.dist_url, args=(args,))
+    summary = launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
     return summary
 
 

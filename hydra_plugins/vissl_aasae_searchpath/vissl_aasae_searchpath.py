@@ -3,6 +3,7 @@
 After a regular ``pip install .`` the yaml files are the data package ``vissl_aasae.configs``;
 in an editable (compat) install they are read from the repository's ``configs/`` folder.
 """
+
 import importlib.util
 from pathlib import Path
 

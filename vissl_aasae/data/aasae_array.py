@@ -21,6 +21,7 @@ Images come out as RGB PIL images (gray ones are replicated to 3 channels).  Lab
 evaluations, are read with ``LABEL_SOURCES: [torchvision_dataset]`` (VISSL's name for "ask the
 data source's ``get_labels()``").
 """
+
 import gzip
 import os
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 from PIL import Image
-from vissl.data import DATASET_SOURCE_MAP, DATA_SOURCES_WITH_SUBSET_SUPPORT
+from vissl.data import DATA_SOURCES_WITH_SUBSET_SUPPORT, DATASET_SOURCE_MAP
 from vissl.data.dataset_catalog import VisslDatasetCatalog
 
 from vissl_aasae.checkpoints import load_pickle
@@ -143,8 +144,10 @@ class AASAEArrayDataset:
         key = f"DATA.{split.upper()}.HOLD_OUT"
         hold_out = ((cfg or {}).get("DATA") or {}).get(split.upper(), {}).get("HOLD_OUT", 0) or 0
         if isinstance(hold_out, bool) or not isinstance(hold_out, int) or not 0 <= hold_out < len(self.images):
-            raise ValueError(f"{key}={hold_out!r} must be an integer from 0 to {len(self.images) - 1} "
-                             f"({dataset_name} at {path!r} has {len(self.images)} {split} images)")
+            raise ValueError(
+                f"{key}={hold_out!r} must be an integer from 0 to {len(self.images) - 1} "
+                f"({dataset_name} at {path!r} has {len(self.images)} {split} images)"
+            )
         if hold_out:
             keep = hold_out_indices(len(self.images), hold_out)
             self.images, self.labels = self.images[keep], self.labels[keep]

@@ -12,6 +12,7 @@ over (it never reaches the model).  The number of unreadable images travels in
 :class:`~vissl_aasae.hooks.aasae_data_report_hook.AASAEDataReportHook`, which counts them over the
 run, stops a run with too many of them and reports them at the end.
 """
+
 import torch
 from vissl.data.collators import register_collator
 

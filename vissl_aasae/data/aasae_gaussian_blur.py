@@ -3,6 +3,7 @@
 The kernel size is ``int(0.1 * size)`` made odd (``kernel_size`` may instead be given directly).
 VISSL's ``ImgPilGaussianBlur`` blurs with PIL's untruncated kernel; this one keeps the paper's.
 """
+
 from typing import Any, Dict
 
 import torchvision.transforms as T

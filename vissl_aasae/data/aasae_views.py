@@ -12,11 +12,11 @@ splits the pairs into ``data`` (model input) and ``original`` (target); which vi
 input (augmented for AASAE/AAAE, original for AE/VAE) is the collator's ``input`` parameter, so
 that a variant mix-in changes one scalar instead of the dataset's transform list.
 """
+
 from typing import Any, Dict
 
 from classy_vision.dataset.transforms import build_transforms, register_transform
 from classy_vision.dataset.transforms.classy_transform import ClassyTransform
-
 
 
 class ViewPair(tuple):

@@ -1,4 +1,5 @@
 """Object-detection transfer: VISSL trunk -> Detectron2 weights (see benchmarks/detection/)."""
+
 from vissl_aasae.detection.convert import (
     NotAResNet50Error,
     convert_checkpoint,

@@ -8,6 +8,7 @@ pickle ``{"model": {detectron2 name: numpy array}, "__author__": "vissl_aasae",
 
 Usage: ``python -m vissl_aasae.detection.convert --input CKPT --output out.pkl``
 """
+
 import argparse
 import os
 import pickle
@@ -109,7 +110,9 @@ def width_multiplier(trunk: Mapping[str, Any]):
     out = found["out_channels"]
     widths = {int(2048 * w): w for w in WIDTH_MULTIPLIERS}
     if out not in widths:
-        problems.append(f"layer4 output channels {out} (ResNet-50: 2048 x a width multiplier {list(WIDTH_MULTIPLIERS)})")
+        problems.append(
+            f"layer4 output channels {out} (ResNet-50: 2048 x a width multiplier {list(WIDTH_MULTIPLIERS)})"
+        )
     elif found["stem_channels"] != int(64 * widths[out]):
         problems.append(f"stem channels {found['stem_channels']} for layer4 output {out}")
     if found["stem_kernel"] not in (None, (7, 7)):

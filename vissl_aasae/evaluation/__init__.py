@@ -12,4 +12,5 @@
 
 Importing this package registers the engine.
 """
+
 from vissl_aasae.evaluation import aasae_feature_eval  # noqa: F401  (registers engine aasae_feature_eval)

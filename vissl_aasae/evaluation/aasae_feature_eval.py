@@ -11,6 +11,7 @@ several processes writing feature shards; this engine extracts in one process on
 ``MACHINE.DEVICE`` and runs :func:`vissl_aasae.evaluation.frozen_trunk.evaluate_frozen_trunk`.
 It prints one summary line and writes ``CHECKPOINT.DIR/<AASAE_EVAL.RESULTS_FILE>``.
 """
+
 from typing import Any, Callable, List
 
 import torch

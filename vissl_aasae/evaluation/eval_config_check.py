@@ -6,6 +6,7 @@ of ``linear/cifar10``), label files that do not exist, the one-process rule of t
 ``aasae_feature_eval`` engine, and a ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` whose trunk does not match
 ``MODEL.TRUNK`` (:func:`vissl_aasae.evaluation.trunk_weights.check_weights_init`).
 """
+
 import os
 
 from vissl_aasae.config_check import ConfigError

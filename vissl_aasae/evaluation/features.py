@@ -6,24 +6,27 @@ set is VISSL's (``build_dataset(config, "TRAIN"/"TEST")``: data sources, label s
 is the one ``MODEL.FEATURE_EVAL_SETTINGS.LINEAR_EVAL_FEAT_POOL_OPS_MAP`` names (``res5avg``: the
 pooled last stage ``h`` that the paper evaluates).
 """
+
 import logging
-from typing import Tuple
 
 import torch
 from torch.utils.data import DataLoader
 
-from vissl_aasae.compat import watch_main_process
+from vissl_aasae.data.workers import watch_main_process
+from vissl_aasae.progress import Progress
 
 
 def _collate(items):
-    """GenericSSLDataset items (one data source) -> (images, labels)."""
+    """GenericSSLDataset items (one data source) -> (images, labels, positions in the data set)."""
     images = torch.stack([item["data"][0] for item in items])
     labels = torch.as_tensor([int(item["label"][0]) for item in items], dtype=torch.long)
-    return images, labels
+    positions = torch.as_tensor([int(item["data_idx"][0]) for item in items], dtype=torch.long)
+    return images, labels, positions
 
 
 def split_loader(config, split: str, batch_size: int = None, num_workers: int = None) -> DataLoader:
-    """A sequential DataLoader over VISSL's data set for ``split`` ("TRAIN" or "TEST")."""
+    """A sequential DataLoader over VISSL's data set for ``split`` ("TRAIN" or "TEST"): batches of
+    (images, labels, positions), its workers watched (they exit with a killed process)."""
     from vissl.data import build_dataset
 
     data = config.DATA[split]
@@ -57,17 +60,27 @@ def trunk_feature_name(config) -> str:
 
 
 @torch.no_grad()
-def extract_features(
-    model, loader: DataLoader, feature_name: str, device: torch.device
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(features N x D float32 on CPU, labels N) of every image the loader yields, trunk in eval mode."""
-    trunk = model.trunk.to(device)
+def extract_features(trunk, loader: DataLoader, feature_name: str, device: torch.device, with_positions=False):
+    """(features N x D float32 on CPU, labels N[, positions N]) of every image the loader yields, in
+    data set order, the trunk in eval mode.  The one feature pass of the plugin: the CPU evaluation,
+    the study and the ``.npy`` feature export all run it."""
+    trunk = trunk.to(device)
     trunk.eval()
-    features, labels = [], []
-    for step, (images, targets) in enumerate(loader):
+    features, labels, positions = [], [], []
+    progress = Progress(len(loader), unit="batches", label="features") if len(loader) > 20 else None
+    for step, (images, targets, where) in enumerate(loader):
         out = trunk(images.to(device, non_blocking=True), [feature_name])[0]
         features.append(torch.flatten(out, start_dim=1).float().cpu())
         labels.append(targets)
-        if step % 50 == 0:
-            logging.info(f"features: batch {step + 1}/{len(loader)}")
-    return torch.cat(features), torch.cat(labels)
+        positions.append(where)
+        if progress is not None:
+            progress.advance(1)
+            if step % 50 == 0:
+                logging.info(progress.line())
+    if not features:
+        raise ValueError("the data set holds no examples")
+    positions = torch.cat(positions)
+    if not torch.equal(positions, torch.arange(len(positions))):
+        raise RuntimeError("the data loader did not return the examples in data set order")
+    out = (torch.cat(features), torch.cat(labels))
+    return out + (positions,) if with_positions else out

@@ -16,6 +16,7 @@ then ``config=benchmark/aasae/semi_supervised/imagenet1k_1percent
 config.DATA.TRAIN.DATA_PATHS=[./data/imagenet1k_subsets/imagenet1k_1percent_images.npy]
 config.DATA.TRAIN.LABEL_PATHS=[./data/imagenet1k_subsets/imagenet1k_1percent_labels.npy]``.
 """
+
 import argparse
 import os
 import sys

@@ -11,6 +11,7 @@ Settings: ``config.NEAREST_NEIGHBOR`` (VISSL's keys: ``TOPK``, ``SIGMA`` the vot
 ``linear_probe``), ``LINEAR_PROBE`` (see :mod:`vissl_aasae.evaluation.linear_probe`),
 ``RESULTS_FILE`` (JSON written in ``CHECKPOINT.DIR`` unless absolute).
 """
+
 import json
 import logging
 import os
@@ -67,8 +68,8 @@ def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.devic
     started = time.time()
     model = build_eval_model(config, random_init)
     feature = trunk_feature_name(config)
-    train_x, train_y = extract_features(model, split_loader(config, "TRAIN"), feature, device)
-    test_x, test_y = extract_features(model, split_loader(config, "TEST"), feature, device)
+    train_x, train_y = extract_features(model.trunk, split_loader(config, "TRAIN"), feature, device)
+    test_x, test_y = extract_features(model.trunk, split_loader(config, "TEST"), feature, device)
     results = {
         "checkpoint": None if random_init else config.MODEL.WEIGHTS_INIT.PARAMS_FILE,
         "random_init": bool(random_init),
@@ -84,8 +85,13 @@ def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.devic
         nn_cfg = config.NEAREST_NEIGHBOR
         on = device if device.type == "cuda" else torch.device("cpu")
         acc = knn_accuracy(
-            train_x.to(on), train_y.to(on), test_x.to(on), test_y.to(on),
-            k=int(nn_cfg.TOPK), temperature=float(nn_cfg.SIGMA), normalize=bool(nn_cfg.L2_NORM_FEATS),
+            train_x.to(on),
+            train_y.to(on),
+            test_x.to(on),
+            test_y.to(on),
+            k=int(nn_cfg.TOPK),
+            temperature=float(nn_cfg.SIGMA),
+            normalize=bool(nn_cfg.L2_NORM_FEATS),
         )
         results.update({"knn_k": int(nn_cfg.TOPK), "knn_temperature": float(nn_cfg.SIGMA)})
         results.update({f"knn_{k}": v for k, v in acc.items()})
@@ -115,3 +121,37 @@ def save_results(results: Dict, path: str) -> str:
         json.dump(results, f, indent=2)
     logging.info(f"feature evaluation results written to {path}")
     return path
+
+
+def data_overrides(fmt: str, path: str, what: str):
+    """Hydra overrides that point both splits of an evaluation config at an ``aasae_array`` data set
+    (``fmt`` one of its formats, ``path`` its file or folder; ``npz`` + ``embedded``: the shipped
+    subset), checked now so that a wrong path is one line, not a traceback in the data loader."""
+    import os
+
+    from vissl_aasae.config_check import ConfigError, check_npz_file
+    from vissl_aasae.data.aasae_array import FORMATS, load_arrays
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"{what}: expected embedded or <format>:<path> with format in {list(FORMATS)}")
+    if path != "embedded":
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.exists(path):
+            raise ConfigError(f"{what}: {path} does not exist")
+    if fmt == "npz":
+        check_npz_file(path, what)
+    else:
+        for split in ("train", "test"):
+            try:
+                load_arrays(fmt, path, split)
+            except (ValueError, OSError, EOFError, KeyError) as err:
+                raise ConfigError(f"{what}: {' '.join(str(err).split())}") from None
+    overrides = []
+    for split in ("TRAIN", "TEST"):
+        overrides += [
+            f"config.DATA.{split}.DATA_SOURCES=[aasae_array]",
+            f"config.DATA.{split}.LABEL_SOURCES=[torchvision_dataset]",
+            f"config.DATA.{split}.DATASET_NAMES=[{fmt}]",
+            f"config.DATA.{split}.DATA_PATHS=[{path}]",
+        ]
+    return overrides

@@ -5,6 +5,7 @@ features vote for their labels with weight ``exp(similarity / temperature)`` (Wu
 VISSL's ``nearest_neighbor_test``); the class with the largest summed weight wins.  Runs on
 whatever device the tensors are on, in chunks of test rows.
 """
+
 from typing import Dict
 
 import torch

@@ -15,6 +15,7 @@ cross-entropy + ``|W|^2 / (2 C n)``): the usual probe when only a few labelled i
 low-label probes of benchmarks/fashion_mnist_study.py), where a fixed SGD schedule would stop far
 from the optimum.
 """
+
 import math
 from typing import Dict
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from vissl_aasae.evaluation.knn import topk_accuracy
 from vissl_aasae.settings import LinearProbeSettings
+
 
 def probe_settings(overrides=None) -> LinearProbeSettings:
     """``AASAE_EVAL.LINEAR_PROBE`` as typed settings, from a mapping of its keys (or the settings)."""
@@ -52,7 +54,11 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes
     batch = s.batch_size
     lr = s.lr * batch / 256
     optimizer = torch.optim.SGD(
-        classifier.parameters(), lr=lr, momentum=s.momentum, nesterov=s.nesterov, weight_decay=s.weight_decay,
+        classifier.parameters(),
+        lr=lr,
+        momentum=s.momentum,
+        nesterov=s.nesterov,
+        weight_decay=s.weight_decay,
     )
     steps_per_epoch = max(1, math.ceil(len(x) / batch))
     total = s.epochs * steps_per_epoch
@@ -77,8 +83,15 @@ def _fit_lbfgs(classifier: nn.Linear, x: torch.Tensor, y: torch.Tensor, c: float
         raise ValueError(f"AASAE_EVAL.LINEAR_PROBE.C={c} must be > 0")
     x, y = x.double(), y.long()
     classifier.double()
-    optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-7,
-                                  tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        classifier.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
     penalty = 1.0 / (2.0 * c * len(x))
 
     def closure():

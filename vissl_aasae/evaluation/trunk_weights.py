@@ -10,6 +10,7 @@ model's trunk with the checkpoint's trunk first (same key mapping as VISSL: ``WE
 left over.  The heads are never compared: evaluation heads are meant to start afresh (the AASAE
 pretraining heads ``heads.0.*``/``heads.1.*`` are projection and decoder).
 """
+
 import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -88,12 +89,10 @@ def trunk_mismatch(config, model_state: Dict[str, torch.Tensor], ckpt_state: Dic
     found = TrunkMismatch()
     for key in sorted(k for k in model_state if kept(k)):
         if key not in ckpt_state:
-            found.missing.append(key[len(prefix):])
+            found.missing.append(key[len(prefix) :])
         elif tuple(ckpt_state[key].shape) != tuple(model_state[key].shape):
-            found.misshapen.append(
-                (key[len(prefix):], tuple(ckpt_state[key].shape), tuple(model_state[key].shape))
-            )
-    found.unexpected = sorted(k[len(prefix):] for k in ckpt_state if kept(k) and k not in model_state)
+            found.misshapen.append((key[len(prefix) :], tuple(ckpt_state[key].shape), tuple(model_state[key].shape)))
+    found.unexpected = sorted(k[len(prefix) :] for k in ckpt_state if kept(k) and k not in model_state)
     return found
 
 
@@ -105,7 +104,7 @@ def _listing(items: List[str]) -> str:
 
 def describe_trunk_weights(state: Dict[str, torch.Tensor], prefix: str) -> Optional[str]:
     """A guess at the ResNet a trunk state dict holds ("ResNet-50 (WIDTH_MULTIPLIER 1), 7x7 stem ..."), or None."""
-    trunk = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    trunk = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if FEATURE_BLOCKS + "conv1.weight" not in trunk:
         return None
     return checkpoints.trunk_layout(trunk).describe()

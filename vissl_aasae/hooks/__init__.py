@@ -11,6 +11,7 @@ Both write to TensorBoard through the ``SummaryWriter`` of VISSL's own TensorBoa
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), not a second writer.  Their frequencies are the
 ``AASAE.METRICS`` block (:class:`vissl_aasae.settings.MetricsSettings`).
 """
+
 import os
 from typing import List
 

@@ -17,6 +17,7 @@ wraps the task's data iterator (:class:`SkipUnreadable`), which
 
 At the end of training the hook reports ``AASAE data: N of M images could not be read``.
 """
+
 import logging
 
 import torch

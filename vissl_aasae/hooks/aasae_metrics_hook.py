@@ -20,6 +20,7 @@ tenth of the iterations this run made (single-batch losses are too noisy to comp
 No host synchronisation outside logging iterations: each step's loss stays a device tensor until
 the next logging iteration (or the end) reads them all at once.
 """
+
 import json
 import logging
 import os
@@ -31,8 +32,8 @@ from classy_vision.hooks import ClassyHook
 
 from vissl_aasae.models.heads.aasae_resnet_decoder import as_output
 from vissl_aasae.models.posterior import encode, posterior_agreement
+from vissl_aasae.progress import Progress
 from vissl_aasae.settings import MetricsSettings, due
-from vissl_aasae.visualize.progress import Progress
 
 TAG_PREFIX = "AASAE/"
 
@@ -114,9 +115,7 @@ class AASAEMetricsHook(ClassyHook):
         if not metrics or not is_primary():
             return
         record = {"iteration": iteration, "loss": loss, **metrics}
-        logging.info(
-            "aasae " + " ".join(f"{k}={v:.5g}" for k, v in record.items()) + f" [{self.progress.line()}]"
-        )
+        logging.info("aasae " + " ".join(f"{k}={v:.5g}" for k, v in record.items()) + f" [{self.progress.line()}]")
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -132,8 +131,11 @@ class AASAEMetricsHook(ClassyHook):
             self.tb_writer.flush()
         if not self.updates:
             return
-        print(f"AASAE summary: {self.updates} iterations, {loss_trend(self.iterations, self.losses)}, "
-              f"checkpoints in {os.path.dirname(os.path.abspath(self.log_path))}", flush=True)
+        print(
+            f"AASAE summary: {self.updates} iterations, {loss_trend(self.iterations, self.losses)}, "
+            f"checkpoints in {os.path.dirname(os.path.abspath(self.log_path))}",
+            flush=True,
+        )
 
 
 def loss_trend(iterations, losses) -> str:

@@ -11,16 +11,17 @@ At the end of training the final model reconstructs the last training batch once
 forward in training mode, BatchNorm statistics and random generators restored; every rank runs
 it, as a synchronised BatchNorm needs) and that grid is written as ``iter_<final iteration>.png``.
 """
+
 import logging
 import os
 
 from classy_vision.generic.distributed_util import is_primary
 from classy_vision.hooks import ClassyHook
 
+from vissl_aasae.images import reconstruction_grid, save_grid
 from vissl_aasae.models.heads.aasae_resnet_decoder import as_output
 from vissl_aasae.models.posterior import side_effect_free
 from vissl_aasae.settings import MetricsSettings, due
-from vissl_aasae.visualize.images import reconstruction_grid, save_grid
 
 IMAGE_TAG = "AASAE/reconstructions"
 FOLDER = "reconstructions"
@@ -65,7 +66,9 @@ class AASAEReconstructionHook(ClassyHook):
         sample = task.last_batch.sample
         self._last_sample = sample  # a reference: the final reconstruction at on_end uses it
         if is_primary() and due(task.iteration, self.settings.image_frequency):
-            self._write(sample["target"], sample["input"], as_output(task.last_batch.model_output).x_hat, task.iteration)
+            self._write(
+                sample["target"], sample["input"], as_output(task.last_batch.model_output).x_hat, task.iteration
+            )
 
     def on_end(self, task) -> None:
         if self.settings.num_images <= 0 or self._last_sample is None:
@@ -75,7 +78,9 @@ class AASAEReconstructionHook(ClassyHook):
         with side_effect_free(model, inputs.device):
             output = model(inputs)
         if is_primary():
-            self._write(self._last_sample["target"], self._last_sample["input"], as_output(output).x_hat, task.iteration)
+            self._write(
+                self._last_sample["target"], self._last_sample["input"], as_output(output).x_hat, task.iteration
+            )
             if self.tb_writer is not None:
                 self.tb_writer.flush()
         self._last_sample = None

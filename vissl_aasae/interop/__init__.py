@@ -2,6 +2,7 @@
 checkpoints, and feature extraction to ``.npy`` (CLIs: ``tools/aasae_export.py``,
 ``tools/aasae_import_lightning.py``, ``tools/aasae_extract_features.py``; see MODEL_ZOO.md).
 """
+
 from vissl_aasae.interop.checkpoint_io import CheckpointKeyError, load_checkpoint, trunk_state_dict
 from vissl_aasae.interop.export import export_checkpoint
 from vissl_aasae.interop.feature_extraction import extract_features

@@ -7,6 +7,7 @@ torchvision layout (``conv1.weight``, ``layer1.0.bn1.weight``...), as written by
 export. Reading goes through :mod:`vissl_aasae.checkpoints` (weights only: nothing in a file runs
 code); this module adds the key-by-key comparison with a model.
 """
+
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import torch
@@ -17,12 +18,12 @@ from vissl_aasae.checkpoints import (  # noqa: F401  (the interop API)
     MAX_LISTED,
     MODEL_PATH,
     CheckpointError,
+    _listing,  # noqa: F401
     first_keys,
     heads_state_dict,
     tensors_only,
     trunk_state_dict,
 )
-from vissl_aasae.checkpoints import _listing  # noqa: F401
 from vissl_aasae.checkpoints import model_state as vissl_model_state  # noqa: F401
 
 
@@ -85,4 +86,3 @@ def vissl_checkpoint(model, **extra: Any) -> Dict[str, Any]:
     checkpoint = {"type": "consolidated", "classy_state_dict": {"base_model": model.get_classy_state()}}
     checkpoint.update(extra)
     return checkpoint
-

@@ -6,12 +6,15 @@
   benchmark's converter (:mod:`vissl_aasae.detection.convert`, ResNet-50 with a 7x7 stem only),
   called as is.
 """
+
 from typing import Any, Dict, Optional
 
 FORMATS = ("torchvision", "detectron2")
 
 
-def export_checkpoint(input_path: str, output_path: str, fmt: str = "torchvision", stem: Optional[str] = None) -> Dict[str, Any]:
+def export_checkpoint(
+    input_path: str, output_path: str, fmt: str = "torchvision", stem: Optional[str] = None
+) -> Dict[str, Any]:
     """Convert the trunk of ``input_path``; returns a summary (also what the ``.json`` holds for torchvision)."""
     if fmt == "torchvision":
         from vissl_aasae.interop.torchvision_resnet import export_torchvision

@@ -1,9 +1,9 @@
 """Trunk features of a data set split, saved as ``.npy`` in data set order; on CPU or GPU, in process.
 
-VISSL's own ``extract_features`` engine runs on GPU only; this reuses VISSL's pieces instead: the
-model from ``vissl.models.build_model``, the data set from ``vissl.data.build_dataset`` (so the
-config's data source, ``DATA_LIMIT`` and transforms apply), and a plain ``DataLoader`` without
-shuffling. The images go through the **evaluation transform**: the ``original`` list of the config's
+VISSL's own ``extract_features`` engine runs on GPU only; this writes the features of the plugin's
+one feature pass (:func:`vissl_aasae.evaluation.features.extract_features`: VISSL's data set for the
+split, so the config's data source, ``DATA_LIMIT`` and transforms apply, a sequential loader with
+watched workers) to disk. The images go through the **evaluation transform**: the ``original`` list of the config's
 ``AASAEViews`` entry (the pretraining target transform), unless ``transforms`` is given.
 
 Output in ``output_dir`` (``<split>`` is ``train`` or ``test``):
@@ -16,6 +16,7 @@ Output in ``output_dir`` (``<split>`` is ``train`` or ``test``):
   unless ``DATA_LIMIT`` picks a subset);
 - ``<split>_features.json``: what was extracted, from where, and how.
 """
+
 import copy
 import json
 import os
@@ -23,7 +24,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from vissl_aasae.interop.checkpoint_io import load_checkpoint, load_exactly, trunk_state_dict
 
@@ -81,13 +81,6 @@ def dataset_config(config, split: str, transforms: Optional[Sequence[Dict[str, A
     return cfg
 
 
-def _collate(items):
-    data = torch.stack([item["data"][0] for item in items])
-    labels = torch.tensor([int(item["label"][0]) for item in items], dtype=torch.int64)
-    indices = torch.tensor([int(item["data_idx"][0]) for item in items], dtype=torch.int64)
-    return data, labels, indices
-
-
 def source_indices(dataset, positions: np.ndarray) -> np.ndarray:
     """Indices in the data source of the data set's positions (they differ when DATA_LIMIT subsamples)."""
     if dataset.data_limit >= 0 and dataset._can_random_subset_data_sources():
@@ -139,7 +132,8 @@ def extract_features(
 
     ``checkpoint_path`` None keeps the model's random initialisation (a baseline).
     """
-    from vissl.data import build_dataset
+    from vissl_aasae.evaluation.features import extract_features as feature_pass
+    from vissl_aasae.evaluation.features import split_loader
 
     torch_device = resolve_device(device)
     split = split.upper()
@@ -148,22 +142,13 @@ def extract_features(
     names = getattr(trunk, "feat_eval_mapping", None) or {}
     if feature not in names:
         raise ValueError(f"feature={feature!r} is not a feature of the trunk; allowed: {sorted(names)}")
-    trunk = trunk.to(torch_device).eval()
-    dataset = build_dataset(cfg, split)
-    loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=int(num_workers), collate_fn=_collate)
-    features, labels, positions = [], [], []
-    for images, batch_labels, batch_positions in loader:
-        out = trunk(images.to(torch_device), out_feat_keys=[feature])[0]
-        features.append(out.reshape(out.shape[0], -1).float().cpu().numpy())
-        labels.append(batch_labels.numpy())
-        positions.append(batch_positions.numpy())
-    if not features:
-        raise ValueError(f"DATA.{split} holds no examples")
-    features = np.concatenate(features).astype(np.float32, copy=False)
-    labels = np.concatenate(labels)
-    positions = np.concatenate(positions)
-    if not np.array_equal(positions, np.arange(len(positions))):
-        raise RuntimeError("the data loader did not return the examples in data set order")
+    loader = split_loader(cfg, split, batch_size=batch_size, num_workers=num_workers)
+    try:
+        features, labels, positions = feature_pass(trunk, loader, feature, torch_device, with_positions=True)
+    except ValueError:
+        raise ValueError(f"DATA.{split} holds no examples") from None
+    dataset = loader.dataset
+    features, labels, positions = features.numpy().astype(np.float32, copy=False), labels.numpy(), positions.numpy()
     indices = source_indices(dataset, positions)
 
     os.makedirs(output_dir, exist_ok=True)

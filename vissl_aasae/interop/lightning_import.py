@@ -29,6 +29,7 @@ keys), ``skip`` never imports the decoder. Either way ``log_scale`` is imported.
 their earlier decoder with batch norm (``bn_linear``, ``bn1``...) or other heads
 (``projection.mu_bn``) are refused with the unexpected keys listed.
 """
+
 import argparse
 import os
 import warnings
@@ -64,17 +65,27 @@ RULES = (
 LOG_SCALE = "1.log_scale"
 
 # the authors' encoder names -> (DEPTH, WIDTH_MULTIPLIER)
-AUTHOR_ENCODERS = {"resnet18": (18, 1), "resnet34": (34, 1), "resnet50": (50, 1), "resnet50w2": (50, 2), "resnet50w4": (50, 4)}
+AUTHOR_ENCODERS = {
+    "resnet18": (18, 1),
+    "resnet34": (34, 1),
+    "resnet50": (50, 1),
+    "resnet50w2": (50, 2),
+    "resnet50w4": (50, 4),
+}
 # (first_conv3x3, remove_first_maxpool) -> our STEM
 AUTHOR_STEMS = {(True, True): "cifar", (False, True): "stl10", (False, False): "imagenet"}
-BASE_CONFIGS = {"cifar10": "pretrain/aasae/cifar10", "stl10": "pretrain/aasae/stl10", "imagenet": "pretrain/aasae/imagenet"}
+BASE_CONFIGS = {
+    "cifar10": "pretrain/aasae/cifar10",
+    "stl10": "pretrain/aasae/stl10",
+    "imagenet": "pretrain/aasae/imagenet",
+}
 
 
 def our_key(key: str) -> Optional[Tuple[str, str]]:
     """(part, key) in this plugin of an authors' ``state_dict`` key; None if no rule covers it."""
     for theirs, part, ours in RULES:
         if key == theirs or (theirs.endswith(".") and key.startswith(theirs)):
-            new = ours + key[len(theirs):]
+            new = ours + key[len(theirs) :]
             if part == "heads" and new.startswith("1.decoder.layer"):
                 new = new.replace(".upsample.", ".shortcut.")
             return part, new
@@ -91,7 +102,7 @@ def authors_key(part: str, key: str) -> str:
     if not candidates:
         return f"{part}:{key}"
     ours, theirs = max(candidates, key=lambda c: len(c[0]))
-    name = theirs + key[len(ours):]
+    name = theirs + key[len(ours) :]
     if name.startswith("decoder.layer"):
         name = name.replace(".shortcut.", ".upsample.")
     return name
@@ -112,9 +123,14 @@ def hparams_overrides(hparams: Mapping[str, Any]) -> List[str]:
     encoder = hparams.get("encoder_name", hparams.get("encoder"))
     if encoder is not None:
         if encoder not in AUTHOR_ENCODERS:
-            raise ValueError(f"hyper_parameters.encoder_name={encoder!r} is not supported; known: {sorted(AUTHOR_ENCODERS)}")
+            raise ValueError(
+                f"hyper_parameters.encoder_name={encoder!r} is not supported; known: {sorted(AUTHOR_ENCODERS)}"
+            )
         depth, width = AUTHOR_ENCODERS[encoder]
-        overrides += [f"config.MODEL.TRUNK.AASAE_RESNET.DEPTH={depth}", f"config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER={width}"]
+        overrides += [
+            f"config.MODEL.TRUNK.AASAE_RESNET.DEPTH={depth}",
+            f"config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER={width}",
+        ]
     if "first_conv3x3" in hparams and "remove_first_maxpool" in hparams:
         key = (bool(hparams["first_conv3x3"]), bool(hparams["remove_first_maxpool"]))
         if key not in AUTHOR_STEMS:
@@ -139,7 +155,9 @@ def base_config(hparams: Mapping[str, Any]) -> Optional[str]:
     return BASE_CONFIGS.get(str(hparams.get("dataset", "")))
 
 
-def lightning_parts(checkpoint: Any, source: str = "checkpoint") -> Tuple["OrderedDict[str, torch.Tensor]", Dict[str, Any]]:
+def lightning_parts(
+    checkpoint: Any, source: str = "checkpoint"
+) -> Tuple["OrderedDict[str, torch.Tensor]", Dict[str, Any]]:
     """(``state_dict`` tensors, ``hyper_parameters``) of a Lightning checkpoint, or a clear ValueError."""
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
         keys = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
@@ -257,7 +275,9 @@ def import_lightning_checkpoint(
     model = build_model(config.MODEL, config.OPTIMIZER)
     _check_hidden_dim(hparams, model, source)
     report = import_state_dict(state, model, decoder=decoder, source=source)
-    report["hyper_parameters"] = {k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str, type(None)))}
+    report["hyper_parameters"] = {
+        k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str, type(None)))
+    }
     report["source_format"] = SOURCE_FORMAT
     report["source"] = source
     return vissl_checkpoint(model, aasae_import=report), report

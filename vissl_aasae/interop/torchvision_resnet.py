@@ -19,6 +19,7 @@ on torchvision's own ``ResNet`` class:
   ``Bottleneck`` at the wider widths (through ``ResNet._make_layer``); its parameter names are
   torchvision's, so the state dict loads with ``strict=True``.
 """
+
 import json
 import os
 from collections import OrderedDict
@@ -61,7 +62,7 @@ def to_torchvision_state_dict(trunk: Mapping[str, torch.Tensor]) -> "OrderedDict
     for key, value in trunk.items():
         if not key.startswith(FEATURE_BLOCKS):
             raise ValueError(f"trunk key {key!r} is not under {FEATURE_BLOCKS!r}")
-        out[key[len(FEATURE_BLOCKS):]] = value.detach().cpu().clone()
+        out[key[len(FEATURE_BLOCKS) :]] = value.detach().cpu().clone()
     return out
 
 

@@ -10,6 +10,7 @@ distribution actually sampled), summed over latent dimensions.  ``kl_coeff`` = 0
 :class:`AASAELossCriterion` holds the math and is called directly by tests; :class:`AASAELoss`
 is the thin ``ClassyLoss`` VISSL builds from ``LOSS.aasae_loss``.
 """
+
 import logging
 import math
 from typing import Dict, List

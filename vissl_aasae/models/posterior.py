@@ -19,6 +19,7 @@ The original image's posterior needs one extra encoder pass (trunk + projection 
   without gradients, without moving the BatchNorm running statistics and without consuming random
   numbers (:func:`side_effect_free`), so that training is unchanged by it.
 """
+
 import contextlib
 from typing import Dict
 

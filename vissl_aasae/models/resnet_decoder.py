@@ -19,6 +19,7 @@ Initialisation (``init`` / ``MODEL.AASAE.DECODER_INIT``):
   shortcut.  Without batch norm, PyTorch's default init shrinks the signal at every layer, so the
   output starts narrow and nearly independent of ``z`` (measured in tests/test_models.py).
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -127,8 +128,7 @@ class ResNetDecoder(nn.Module):
     """``spec``: the decoder's depth, the encoder's width multiplier and stem; ``h_dim``: the
     encoder's feature dimension (default: that of ``spec``, i.e. a decoder mirroring its encoder)."""
 
-    def __init__(self, spec: ResNetSpec, latent_dim: int, input_height: int, h_dim: int = None,
-                 init: str = "pytorch"):
+    def __init__(self, spec: ResNetSpec, latent_dim: int, input_height: int, h_dim: int = None, init: str = "pytorch"):
         super().__init__()
         check_input_height(spec.stem, input_height)
         kernel, _, maxpool = STEMS[spec.stem]

@@ -1,4 +1,5 @@
 """What ResNet depths, widths and stems mean, shared by the trunk and the decoder."""
+
 from dataclasses import dataclass
 
 from torchvision.models.resnet import BasicBlock, Bottleneck

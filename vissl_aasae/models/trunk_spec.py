@@ -1,4 +1,5 @@
 """The ResNet spec of whatever trunk a VISSL model config describes (ours or VISSL's ``resnet``)."""
+
 from typing import Optional
 
 from vissl_aasae.models.resnet_spec import ResNetSpec

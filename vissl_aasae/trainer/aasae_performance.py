@@ -19,6 +19,7 @@ likelihood is float32; backward follows the forward's dtypes as usual; no gradie
 needed for bfloat16.  None of them changes what is computed beyond floating-point rounding:
 channels-last and fused Adam give the same parameters to ~1e-6 (tests/test_throughput.py).
 """
+
 import logging
 
 import torch

@@ -22,6 +22,7 @@ standard train step that drives it).  Additions:
 
 With every switch off it trains exactly like ``self_supervision_task``.
 """
+
 import math
 from typing import Optional, Tuple
 

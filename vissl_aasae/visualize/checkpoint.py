@@ -8,6 +8,7 @@
 - :func:`load_model`: ``vissl.models.build_model`` on that config, with the checkpoint's trunk and
   heads weights (``classy_state_dict.base_model.model.{trunk,heads}``), in eval mode.
 """
+
 from pathlib import Path
 from typing import Sequence
 
@@ -72,11 +73,14 @@ def load_weights(model: nn.Module, checkpoint_file) -> dict:
 
 def load_model(config, checkpoint_file, device: str = "cpu") -> nn.Module:
     """The model the checkpoint holds (trunk + AASAE heads), in eval mode on ``device``."""
-    import vissl_aasae  # noqa: F401  (registers the trunk and heads)
     from vissl.models import build_model
 
+    import vissl_aasae  # noqa: F401  (registers the trunk and heads)
+
     if config.LOSS.name != "aasae_loss":
-        raise ValueError(f"LOSS.name={config.LOSS.name!r}: these commands need an AASAE pretraining config (aasae_loss)")
+        raise ValueError(
+            f"LOSS.name={config.LOSS.name!r}: these commands need an AASAE pretraining config (aasae_loss)"
+        )
     model = build_model(config.MODEL, config.OPTIMIZER)
     load_weights(model, checkpoint_file)
     return model.to(device).eval()

@@ -10,13 +10,14 @@
 The transforms are the run's own: the ``original`` (evaluation) or ``augmented`` list of the
 ``AASAEViews`` entry of ``DATA.TRAIN.TRANSFORMS``.
 """
+
 from pathlib import Path
 from typing import Callable, Optional
 
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from vissl_aasae.visualize.images import VIEW_LISTS, views_transform
+from vissl_aasae.images import VIEW_LISTS, views_transform
 
 
 class UnreadableImage(ValueError):

@@ -14,6 +14,7 @@ tightens as ``k`` grows.  The likelihood is the model's continuous Gaussian dens
 ``Normalize``, not with discrete-data bits/dim of the literature.  Needs a stochastic projection
 head (AASAE, VAE): a deterministic one (AE, AAAE) defines no density.
 """
+
 import contextlib
 import math
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 from vissl_aasae.models.posterior import projection_head
+from vissl_aasae.progress import Progress
 from vissl_aasae.visualize.data import UnreadableImage
-from vissl_aasae.visualize.progress import Progress
 
 
 @dataclass
@@ -40,8 +41,10 @@ class DensityResult:
 
     def line(self) -> str:
         skipped = f", {len(self.skipped)} unreadable skipped" if self.skipped else ""
-        return (f"log p(x) = {self.log_px:.6g} nats/image, bits/dim = {self.bits_per_dim:.6g} "
-                f"(k={self.num_samples} importance samples, {self.images} images{skipped}, {self.dims} dims)")
+        return (
+            f"log p(x) = {self.log_px:.6g} nats/image, bits/dim = {self.bits_per_dim:.6g} "
+            f"(k={self.num_samples} importance samples, {self.images} images{skipped}, {self.dims} dims)"
+        )
 
 
 def _check_stochastic(model: nn.Module) -> nn.Module:
@@ -119,9 +122,18 @@ def default_batch_size(k: int) -> int:
     return max(1, min(64, 512 // k))
 
 
-def evaluate_density(model: nn.Module, images: Sequence, transform, k: int = 100, batch_size: int = None,
-                     limit: int = None, seed: int = 0, device: str = "cpu", workers: int = 0,
-                     progress: bool = True) -> DensityResult:
+def evaluate_density(
+    model: nn.Module,
+    images: Sequence,
+    transform,
+    k: int = 100,
+    batch_size: int = None,
+    limit: int = None,
+    seed: int = 0,
+    device: str = "cpu",
+    workers: int = 0,
+    progress: bool = True,
+) -> DensityResult:
     """Mean importance-sampled log p(x) and bits/dim over the first ``limit`` images (all by default)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"--num-samples {k!r} must be a positive integer")
@@ -136,8 +148,9 @@ def evaluate_density(model: nn.Module, images: Sequence, transform, k: int = 100
     torch.manual_seed(int(seed))
     model = model.eval().to(device)
     criterion = AASAELossCriterion()
-    loader = DataLoader(_Transformed(images, transform), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_readable)
+    loader = DataLoader(
+        _Transformed(images, transform), batch_size=batch_size, num_workers=workers, collate_fn=_readable
+    )
     meter = Progress(len(images), unit="images", label="density") if progress else None
     total_bits, count, dims, skipped = 0.0, 0, None, []
     for batch, unreadable in loader:

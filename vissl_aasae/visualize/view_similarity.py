@@ -10,6 +10,7 @@ block on the diagonal.
 - same-example mean: the off-diagonal entries of the diagonal blocks (two different views of one image);
 - different-example mean: the entries outside the diagonal blocks.
 """
+
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vissl_aasae.models.posterior import projection_head
+from vissl_aasae.progress import Progress
 from vissl_aasae.visualize.data import UnreadableImage
-from vissl_aasae.visualize.progress import Progress
 
 REPRESENTATIONS = ("h", "mu")
 
@@ -58,9 +59,18 @@ def representations(model: nn.Module, batch: torch.Tensor, representation: str =
     return h if representation == "h" else projection_head(model)(h).mu
 
 
-def view_similarity(model: nn.Module, images: Sequence, augment: Callable, examples: int = 10, views: int = 5,
-                    seed: int = 0, representation: str = "h", batch_size: int = 64, device: str = "cpu",
-                    progress: bool = True) -> ViewSimilarity:
+def view_similarity(
+    model: nn.Module,
+    images: Sequence,
+    augment: Callable,
+    examples: int = 10,
+    views: int = 5,
+    seed: int = 0,
+    representation: str = "h",
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ViewSimilarity:
     """Draws ``examples`` images (seeded, without replacement) and ``views`` augmentations of each."""
     if examples < 2 or views < 2:
         raise ValueError(f"--examples {examples} and --views {views} must both be >= 2")
@@ -84,8 +94,9 @@ def view_similarity(model: nn.Module, images: Sequence, augment: Callable, examp
         indices.append(i)
         tensors += [augment(image) for _ in range(views)]
     if len(indices) < examples:
-        raise ValueError(f"--examples {examples}: only {len(indices)} of the {len(images)} images could be read "
-                         f"(e.g. {skipped[0]})")
+        raise ValueError(
+            f"--examples {examples}: only {len(indices)} of the {len(images)} images could be read (e.g. {skipped[0]})"
+        )
     model = model.eval().to(device)
     meter = Progress(len(tensors), unit="views", label="view similarity") if progress else None
     feats = []

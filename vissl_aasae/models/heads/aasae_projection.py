@@ -9,8 +9,10 @@ every parameter receives a gradient (DDP runs without ``find_unused_parameters``
 
 ``in_dim`` (the only head parameter) defaults to the trunk's feature dimension and must agree with
 it; it is needed only with a trunk whose layout the plugin does not know.  ``d`` and ``k`` are
-``MODEL.AASAE.LATENT_DIM`` / ``NUM_SAMPLES`` (:class:`vissl_aasae.settings.MethodSettings`).  Both return a :class:`Latent` for the decoder head that follows them in ``MODEL.HEAD.PARAMS``.
+``MODEL.AASAE.LATENT_DIM`` / ``NUM_SAMPLES`` (:class:`vissl_aasae.settings.MethodSettings`).  Both
+return a :class:`Latent` for the decoder head that follows them in ``MODEL.HEAD.PARAMS``.
 """
+
 from typing import NamedTuple
 
 import torch

@@ -77,8 +77,9 @@ class AASAEResNetDecoderHead(nn.Module):
             raise ValueError(f"aasae_resnet_decoder (MODEL.AASAE.DECODER_DEPTH): {err}") from None
         try:
             # the first layers are sized by the encoder's h, whatever the decoder's depth (as the reference)
-            self.decoder = ResNetDecoder(spec, method.latent_dim, method.input_height, h_dim=trunk.feature_dim,
-                                         init=method.decoder_init)
+            self.decoder = ResNetDecoder(
+                spec, method.latent_dim, method.input_height, h_dim=trunk.feature_dim, init=method.decoder_init
+            )
         except ValueError as err:
             raise ValueError(f"MODEL.AASAE.INPUT_HEIGHT: {err}") from None
         value = torch.tensor([method.log_scale])

@@ -10,6 +10,7 @@ Config: ``MODEL.TRUNK.NAME: aasae_resnet`` with ``MODEL.TRUNK.AASAE_RESNET``:
 1, 2|4 for depth 50), ``STEM``
 (cifar|stl10|imagenet), ``ZERO_INIT_RESIDUAL`` (bool).
 """
+
 from collections import OrderedDict
 from typing import List
 

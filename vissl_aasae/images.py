@@ -5,6 +5,7 @@ The mean/std come from the config's ``AASAEViews`` transform (``DATA.TRAIN.TRANS
 ``original`` list for targets and reconstructions (the decoder outputs the likelihood mean in the
 target's normalised space), the ``augmented`` list for the encoder input.
 """
+
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -30,7 +31,9 @@ def normalization(transforms: Sequence[dict], key: str = "transforms") -> Tuple[
         if entry.get("name") == "Normalize":
             mean, std = entry.get("mean"), entry.get("std")
             if mean is None or std is None or len(mean) != len(std) or any(float(s) <= 0 for s in std):
-                raise ValueError(f"{key}[{i}] (Normalize) needs equal-length mean and positive std, got mean={mean} std={std}")
+                raise ValueError(
+                    f"{key}[{i}] (Normalize) needs equal-length mean and positive std, got mean={mean} std={std}"
+                )
             mean, std = [float(m) for m in mean], [float(s) for s in std]
     return mean, std
 
@@ -61,8 +64,9 @@ def grid_size(rows: int, columns: int, height: int, width: int, padding: int = G
     return rows * (height + padding) + padding, columns * (width + padding) + padding
 
 
-def reconstruction_grid(original: torch.Tensor, augmented: torch.Tensor, reconstruction: torch.Tensor,
-                        config, num_images: int = 8) -> torch.Tensor:
+def reconstruction_grid(
+    original: torch.Tensor, augmented: torch.Tensor, reconstruction: torch.Tensor, config, num_images: int = 8
+) -> torch.Tensor:
     """(3, H', W') image in [0, 1]: rows original | augmented input | reconstruction, ``num_images`` columns."""
     n = min(int(num_images), len(original), len(augmented), len(reconstruction))
     if n < 1:

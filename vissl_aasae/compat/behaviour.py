@@ -1,121 +1,17 @@
-"""Everything that makes VISSL 0.1.6 and classy_vision 0.7.0 behave on today's stack.
+"""Behaviour changes to VISSL that the plugin promises (README "What a run guarantees"): atomic
+checkpoints that are never written with NaN weights, links that resolve from anywhere, resume from
+the newest complete checkpoint, image folders with empty classes and unreadable images, DataLoader
+workers that die with their trainer, no secrets in the start-up log, Ctrl-C that is not reported
+as success.  Each ``patch_*``: a one-line reason (its docstring) and a test that fails without it."""
 
-This is the only place where the plugin patches third-party code.  Each patch is a small
-function with a one-line reason and a test in ``tests/test_compat.py`` that fails without it.
-``apply()`` is idempotent; importing :mod:`vissl_aasae` calls it, so every process that loads
-the plugin (launcher, spawned ranks, DataLoader workers) is patched.  The detectron2 patches
-are applied separately, by :func:`apply_detectron2_patches`, before detectron2 is imported
-(only the detection benchmark needs them).
-"""
-import importlib.machinery
-import importlib.util
-import io
 import logging
 import os
 import sys
-import types
-from typing import Any
 
 import torch
 
-_APPLIED = set()
-
-
-def _once(fn):
-    def wrapper():
-        if fn.__name__ not in _APPLIED:
-            fn()
-            _APPLIED.add(fn.__name__)
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
-def fast_broadcast_object(obj: Any, src: int = 0, use_disk: bool = True) -> Any:
-    """classy's broadcast_object, without the element-by-element ByteTensor copy.
-
-    Returns ``obj`` at once when there is a single process; otherwise serialises it once
-    and broadcasts the bytes through ``torch.frombuffer`` (zero-copy).
-    """
-    import torch.distributed as dist
-    from classy_vision.generic import distributed_util as du
-
-    if not (dist.is_available() and dist.is_initialized()) or du.get_world_size() == 1:
-        return obj
-    if du.get_rank() == src:
-        buffer = io.BytesIO()
-        torch.save(obj, buffer)
-        payload = bytearray(buffer.getbuffer())
-        length = du.broadcast(torch.tensor([len(payload)], dtype=torch.long), src=src)
-        data = torch.frombuffer(payload, dtype=torch.uint8)
-        du.broadcast(data, src=src)
-        return obj
-    length = du.broadcast(torch.tensor([0], dtype=torch.long), src=src)
-    data = du.broadcast(torch.empty(int(length.item()), dtype=torch.uint8), src=src)
-    return torch.load(io.BytesIO(data.numpy().tobytes()), weights_only=False)
-
-
-@_once
-def patch_broadcast_object():
-    """classy's broadcast_object builds torch.ByteTensor(memoryview) byte by byte on torch 2.x: ~80 s for 200 MB."""
-    from classy_vision.generic import distributed_util, util
-
-    distributed_util.broadcast_object = fast_broadcast_object
-    util.broadcast_object = fast_broadcast_object
-
-
-def _apex_available() -> bool:
-    from vissl.utils.misc import is_apex_available
-
-    return is_apex_available()
-
-
-def apex_free_config(config) -> None:
-    """Rewrite apex-only defaults of a VISSL config to their PyTorch equivalents (in place)."""
-    if _apex_available():
-        return
-    amp = config["MODEL"]["AMP_PARAMS"]
-    if amp.get("AMP_TYPE") == "apex":
-        amp["AMP_TYPE"] = "pytorch"
-        if amp.get("USE_AMP"):
-            logging.info("apex is not installed: MODEL.AMP_PARAMS.AMP_TYPE set to 'pytorch'")
-    sync_bn = config["MODEL"]["SYNC_BN_CONFIG"]
-    if sync_bn.get("SYNC_BN_TYPE") == "apex":
-        sync_bn["SYNC_BN_TYPE"] = "pytorch"
-        if sync_bn.get("CONVERT_BN_TO_SYNC_BN"):
-            logging.info("apex is not installed: MODEL.SYNC_BN_CONFIG.SYNC_BN_TYPE set to 'pytorch'")
-    if config["OPTIMIZER"].get("use_larc"):
-        raise ValueError(
-            "OPTIMIZER.use_larc=True needs NVIDIA apex, which is not installed; "
-            "set OPTIMIZER.use_larc=False"
-        )
-
-
-@_once
-def patch_apex_defaults():
-    """VISSL defaults to apex AMP (AMP_TYPE: apex) and fails deep in training when apex is missing, as it always is on torch 2.x."""
-    from vissl.utils import hydra_config
-
-    original = hydra_config.infer_and_assert_hydra_config
-
-    def infer_and_assert_hydra_config(cfg):
-        apex_free_config(cfg)
-        return original(cfg)
-
-    infer_and_assert_hydra_config.__wrapped__ = original
-    hydra_config.infer_and_assert_hydra_config = infer_and_assert_hydra_config
-
-
-@_once
-def quiet_legacy_warnings():
-    """VISSL imports pkg_resources and torchvision's deprecated video transforms, uses torch.jit.script (VISSL's losses), and composes without Hydra's version_base: warnings on every start."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message="\nThe version_base parameter is not specified")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r"The 'torchvision\.transforms\._(functional|transforms)_video'")
+from vissl_aasae.compat._patching import _once
+from vissl_aasae.data.workers import watch_main_process
 
 
 def _is_local(path: str) -> bool:
@@ -180,8 +76,9 @@ def atomic_file_symlink(source, link):
 
 @_once
 def patch_atomic_checkpoints():
-    """VISSL writes checkpoints in place and replaces checkpoint.torch by rm + symlink: a kill mid-write leaves a truncated file or no link."""
-    from vissl.utils import checkpoint, io as vissl_io
+    """VISSL writes checkpoints in place and replaces checkpoint.torch by rm + symlink: a kill mid-write leaves a truncated file or no link."""  # noqa: E501 (the patch's one-line reason)
+    from vissl.utils import checkpoint
+    from vissl.utils import io as vissl_io
 
     atomic_save_checkpoint.__wrapped__ = checkpoint.save_checkpoint
     atomic_file_symlink.__wrapped__ = vissl_io.create_file_symlink
@@ -233,7 +130,9 @@ def resume_candidates(checkpoint_folder: str, skip_final: bool):
     return list(dict.fromkeys(order))
 
 
-def latest_checkpoint_file(checkpoint_folder: str, config, skip_final: bool = False, latest_checkpoint_resume_num: int = 1):
+def latest_checkpoint_file(
+    checkpoint_folder: str, config, skip_final: bool = False, latest_checkpoint_resume_num: int = 1
+):
     """The checkpoint to resume from: checkpoint.torch's target (the last complete save), else the newest file;
     a file that is not a complete checkpoint (truncated, corrupt) is passed over, with a warning naming it.
 
@@ -247,8 +146,10 @@ def latest_checkpoint_file(checkpoint_folder: str, config, skip_final: bool = Fa
         why = incomplete_reason(os.path.join(checkpoint_folder, name))
         if why is None:
             if skipped:
-                _warn_once(f"resuming from {os.path.join(checkpoint_folder, name)}, the newest complete checkpoint; "
-                           f"passed over: {'; '.join(skipped)}")
+                _warn_once(
+                    f"resuming from {os.path.join(checkpoint_folder, name)}, the newest complete checkpoint; "
+                    f"passed over: {'; '.join(skipped)}"
+                )
             return name
         skipped.append(why)
     return None
@@ -256,7 +157,7 @@ def latest_checkpoint_file(checkpoint_folder: str, config, skip_final: bool = Fa
 
 @_once
 def patch_resume_choice():
-    """With CHECKPOINT_ITER_FREQUENCY > 0 VISSL resumes from the newest model_iteration file even when a later model_phase checkpoint exists."""
+    """With CHECKPOINT_ITER_FREQUENCY > 0 VISSL resumes from the newest model_iteration file even when a later model_phase checkpoint exists."""  # noqa: E501 (the patch's one-line reason)
     from vissl.utils import checkpoint
 
     latest_checkpoint_file.__wrapped__ = checkpoint.get_checkpoint_resume_files
@@ -310,31 +211,10 @@ def _image_folder_allowing_empty_classes():
 
 @_once
 def patch_empty_class_folders():
-    """VISSL's disk_folder: torchvision's ImageFolder refuses one empty class folder, and a corrupt image is read outside VISSL's try/except."""
+    """VISSL's disk_folder: torchvision's ImageFolder refuses one empty class folder, and a corrupt image is read outside VISSL's try/except."""  # noqa: E501 (the patch's one-line reason)
     from vissl.data import disk_dataset
 
     disk_dataset.ImageFolder = _image_folder_allowing_empty_classes()
-
-
-def watch_main_process(_worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn``: exit this worker as soon as the process that started it
-    dies.  Under forkserver, torch's own watchdog watches the worker's OS parent, the forkserver,
-    which outlives a killed trainer (every worker holds the forkserver's "alive" pipe open), so the
-    workers would run on as orphans.  The multiprocessing parent's sentinel is a pipe the trainer
-    holds: it reads EOF when the trainer dies, however it died."""
-    import multiprocessing
-    import multiprocessing.connection
-    import threading
-
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.sentinel is None:
-        return
-
-    def exit_when_parent_dies():
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(1)
-
-    threading.Thread(target=exit_when_parent_dies, name="aasae-exit-with-trainer", daemon=True).start()
 
 
 def vissl_worker_init(worker_id: int) -> None:
@@ -363,10 +243,26 @@ def patch_orphaned_workers():
 
 # environment variables that carry no secrets: logged at start-up (all others only on request)
 HARMLESS_ENVIRONMENT = (
-    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "WORLD_SIZE", "RANK", "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NCCL_DEBUG", "NCCL_SOCKET_NTHREADS",
-    "NCCL_NSOCKS_PERTHREAD", "PYTHONHASHSEED", "SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NODEID",
-    "SLURM_NTASKS", "HOSTNAME", "VIRTUAL_ENV", "CONDA_DEFAULT_ENV",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "NCCL_DEBUG",
+    "NCCL_SOCKET_NTHREADS",
+    "NCCL_NSOCKS_PERTHREAD",
+    "PYTHONHASHSEED",
+    "SLURM_JOB_ID",
+    "SLURM_PROCID",
+    "SLURM_NODEID",
+    "SLURM_NTASKS",
+    "HOSTNAME",
+    "VIRTUAL_ENV",
+    "CONDA_DEFAULT_ENV",
 )
 _ENVIRONMENT_LOGGING = {"all": False}
 
@@ -402,6 +298,7 @@ def distributed_worker(*args, **kwargs):
     :class:`TrainingInterrupted` (VISSL's launch_distributed would swallow the KeyboardInterrupt)."""
     cfg = kwargs.get("cfg", args[1] if len(args) > 1 else None)
     _ENVIRONMENT_LOGGING["all"] = log_environment_setting(cfg) if cfg is not None else False
+    _CONSOLE["verbose"] = bool(cfg.get("VERBOSE", False)) if cfg is not None else False
     try:
         return distributed_worker.__wrapped__(*args, **kwargs)
     except KeyboardInterrupt:
@@ -423,112 +320,116 @@ def patch_environment_dump():
 
 @_once
 def patch_interrupts():
-    """VISSL's launch_distributed catches KeyboardInterrupt, logs "All Done!" and returns: an interrupted run exits 0."""
+    """VISSL's launch_distributed catches KeyboardInterrupt, logs "All Done!" and returns: an interrupted run exits 0."""  # noqa: E501 (the patch's one-line reason)
     from vissl.utils import distributed_launcher
 
     distributed_worker.__wrapped__ = distributed_launcher._distributed_worker
     distributed_launcher._distributed_worker = distributed_worker
 
 
-def apply() -> None:
-    """Apply every patch (idempotent)."""
-    quiet_legacy_warnings()
-    patch_broadcast_object()
-    patch_apex_defaults()
-    patch_atomic_checkpoints()
-    patch_resume_choice()
-    patch_empty_class_folders()
-    patch_orphaned_workers()
-    patch_environment_dump()
-    patch_interrupts()
+def _slurm_job_class():
+    from vissl.utils import distributed_launcher
+
+    class AASAESlurmJob(distributed_launcher._ResumableSlurmJob):
+        """VISSL's resumable SLURM job, run with the plugin: submitit unpickles it in the job by this
+        module's name, which imports the plugin there, and it launches with the plugin's hooks."""
+
+        def __call__(self):
+            from vissl_aasae.hooks import aasae_hook_generator
+
+            original = distributed_launcher.default_hook_generator
+            distributed_launcher.default_hook_generator = aasae_hook_generator
+            try:
+                return super().__call__()
+            finally:
+                distributed_launcher.default_hook_generator = original
+
+        def checkpoint(self):  # submitit's requeue on preemption: the same job again
+            import submitit
+
+            return submitit.helpers.DelayedSubmission(type(self)(engine_name=self.engine_name, config=self.config))
+
+    AASAESlurmJob.__module__ = __name__
+    AASAESlurmJob.__qualname__ = "AASAESlurmJob"
+    return AASAESlurmJob
 
 
-# --------------------------------------------------------------------------- detectron2 v0.5
-# installed by scripts/install_detectron2.sh without its compiled extension
-
-_EXTENSION = "detectron2._C"
-_MISSING_EXTENSION_HELP = (
-    "detectron2 was installed without its compiled extension (scripts/install_detectron2.sh), "
-    "so {name} is not available. Rotated boxes, deformable convolution and the fast COCO "
-    "evaluator need a source build of detectron2; Faster R-CNN C4/FPN with PascalVOC "
-    "evaluation does not."
-)
+AASAESlurmJob = None  # set by patch_slurm_job (the class needs VISSL imported)
 
 
-class MissingExtensionModule(types.ModuleType):
-    """Stands in for ``detectron2._C``: any function taken from it raises a clear error when called."""
+@_once
+def patch_slurm_job():
+    """VISSL's SLURM job (config.SLURM.USE_SLURM) runs VISSL's default hooks in a process that never imports the plugin: its components are unknown there."""  # noqa: E501 (the patch's one-line reason)
+    global AASAESlurmJob
+    from vissl.utils import distributed_launcher
 
-    def __getattr__(self, name):
-        if name.startswith("__") and name.endswith("__"):
-            raise AttributeError(name)
-        return _unavailable(f"{self.__name__}.{name}")
-
-    # collect_env (called by detectron2's default_setup) asks the extension how it was built.
-    @staticmethod
-    def get_compiler_version() -> str:
-        return "none: detectron2._C not built"
-
-    @staticmethod
-    def get_cuda_version() -> str:
-        return "none: detectron2._C not built"
-
-    @staticmethod
-    def has_cuda() -> bool:
-        return False
+    AASAESlurmJob = _slurm_job_class()
+    distributed_launcher._ResumableSlurmJob = AASAESlurmJob
 
 
-def _unavailable(qualified_name: str):
-    def unavailable(*args, **kwargs):
-        raise RuntimeError(_MISSING_EXTENSION_HELP.format(name=qualified_name))
-
-    unavailable.__name__ = unavailable.__qualname__ = qualified_name.rsplit(".", 1)[-1]
-    return unavailable
+# --------------------------------------------------------------------------- the console
+_CONSOLE = {"verbose": False}
 
 
-def _has_compiled_extension() -> bool:
-    """Whether the installed detectron2 ships ``_C`` (looked up on disk, without importing detectron2)."""
-    spec = importlib.util.find_spec("detectron2")
-    if spec is None or not spec.submodule_search_locations:
-        return False
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    for folder in spec.submodule_search_locations:
-        if any(f.startswith("_C.") and f.endswith(suffixes) for f in os.listdir(folder)):
+class ConsoleFilter:
+    """What a user reads on the console: warnings and errors, the plugin's own lines (progress, loss
+    parts, summary) and VISSL's short status lines; VISSL's long dumps (the whole config, the system
+    and environment, the model and the optimizer's parameter groups, the data file lists) and its
+    per-iteration lines (the plugin's carry the same progress) go to log.txt only.  ``config.VERBOSE``
+    shows everything."""
+
+    QUIET_FILES = ("hydra_config.py", "env.py", "optimizer_helper.py", "ssl_dataset.py", "collect_env.py")
+    QUIET_PREFIXES = (
+        "System config:",
+        "Model is:",
+        "Loss is:",
+        "Rank: ",
+        "Env set for rank",
+        "Spawning process",
+        "Setting seed",
+        "MACHINE SEED",
+        "Set start method",
+        "Using Distributed init method",
+        "| initialized host",
+        "Broadcast model BN buffers",
+        "Synchronized Batch Normalization",
+        "Building model",
+        "Not using Automatic Mixed Precision",
+        "other environment variables",
+    )
+
+    def filter(self, record) -> bool:
+        if _CONSOLE["verbose"] or record.levelno >= logging.WARNING:
             return True
-    return False
+        if record.filename in self.QUIET_FILES:
+            return False
+        message = record.getMessage() if record.args else str(record.msg)
+        return not message.startswith(self.QUIET_PREFIXES)
 
 
-def install_missing_extension_placeholder() -> None:
-    """detectron2.layers imports the compiled detectron2._C at import time, and our install has none."""
-    if _EXTENSION in sys.modules or _has_compiled_extension():
-        return
-    if "detectron2.layers" in sys.modules:
-        raise RuntimeError(
-            "apply_detectron2_patches() must run before detectron2.layers is imported"
-        )
-    module = MissingExtensionModule(_EXTENSION, "placeholder for detectron2's compiled extension")
-    module.__spec__ = importlib.machinery.ModuleSpec(_EXTENSION, loader=None)
-    sys.modules[_EXTENSION] = module
+def setup_logging(name, output_dir=None, rank=0):
+    """VISSL's logging set-up (console and log.txt), with :class:`ConsoleFilter` on the console only."""
+    setup_logging.__wrapped__(name, output_dir=output_dir, rank=rank)
+    for handler in logging.root.handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.addFilter(ConsoleFilter())
 
 
-def patch_pillow_linear() -> None:
-    """detectron2's ExtentTransform uses PIL.Image.LINEAR as a default argument; Pillow 10 removed it."""
-    from PIL import Image
+@_once
+def patch_console_output():
+    """VISSL prints its whole config, system, environment and model to the console at start-up (~800 lines for the quickstart): they belong in log.txt."""  # noqa: E501 (the patch's one-line reason)
+    import vissl.engines.extract_cluster
+    import vissl.engines.extract_features
+    import vissl.engines.train
+    from vissl.utils import distributed_launcher, logger
 
-    if not hasattr(Image, "LINEAR"):
-        Image.LINEAR = Image.BILINEAR
-
-
-def patch_numpy_aliases() -> None:
-    """detectron2 v0.5 uses np.str (VOC loader), np.int (data/build.py), np.float; numpy >= 1.24 removed them."""
-    import numpy as np
-
-    for name, builtin in (("str", str), ("int", int), ("float", float)):
-        if name not in np.__dict__:
-            setattr(np, name, builtin)
-
-
-def apply_detectron2_patches() -> None:
-    """Apply every detectron2 patch (idempotent; call before importing detectron2)."""
-    install_missing_extension_placeholder()
-    patch_pillow_linear()
-    patch_numpy_aliases()
+    setup_logging.__wrapped__ = logger.setup_logging
+    for module in (
+        logger,
+        vissl.engines.train,
+        vissl.engines.extract_features,
+        vissl.engines.extract_cluster,
+        distributed_launcher,
+    ):
+        if getattr(module, "setup_logging", None) is setup_logging.__wrapped__:
+            module.setup_logging = setup_logging

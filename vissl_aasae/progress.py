@@ -9,6 +9,7 @@
 Prints at most every ``interval`` seconds (and always on the last item) to ``stream``
 (stderr by default), one line each: ``density: 320/1000 images (32%), 41.3 images/s, ETA 0:00:16``.
 """
+
 import sys
 import time
 from datetime import timedelta
@@ -20,8 +21,15 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, unit: str = "items", label: str = "", interval: float = 2.0,
-                 stream: Optional[TextIO] = None, clock=time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        unit: str = "items",
+        label: str = "",
+        interval: float = 2.0,
+        stream: Optional[TextIO] = None,
+        clock=time.monotonic,
+    ):
         if total < 0:
             raise ValueError(f"Progress total={total} must be >= 0")
         self.total = int(total)
@@ -73,7 +81,9 @@ class Progress:
 
     def close(self) -> str:
         """The closing summary line (also printed): items, elapsed time, mean rate."""
-        text = (f"{self.label + ': ' if self.label else ''}{self.done} {self.unit} in "
-                f"{format_duration(self.elapsed)} ({self.rate:.3g} {self.unit}/s)")
+        text = (
+            f"{self.label + ': ' if self.label else ''}{self.done} {self.unit} in "
+            f"{format_duration(self.elapsed)} ({self.rate:.3g} {self.unit}/s)"
+        )
         print(text, file=self.stream, flush=True)
         return text
