@@ -264,6 +264,10 @@ def pretrain_command(args, variant: str, seed: int, folder: Path):
         "config.LOG_FREQUENCY=50",
         "config.AASAE.METRICS.IMAGE_FREQUENCY=0",
         f"config.CHECKPOINT.DIR={folder}",
+        # the switches as the study's first runs had them (before they defaulted to auto): every run of
+        # the study the same, and their recorded configs resume
+        "config.AASAE.PERFORMANCE.CHANNELS_LAST=False",
+        "config.AASAE.PERFORMANCE.FUSED_OPTIMIZER=False",
     ]
 
 

@@ -193,3 +193,35 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
         summary["results"]["step"]["images_per_s"] / summary["results"]["reference"]["images_per_s"]
     )
     assert "step" in proc.stdout and "plain" in proc.stdout and "reference" in proc.stdout  # the table
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: the GPU script's code on the CPU, tiny; every variant's first
+    losses agree with fp32 within its tolerance, and the JSON holds speed and memory of each."""
+    out = tmp_path / "gpu_check.json"
+    cmd = [
+        "bash",
+        str(REPO / "benchmarks" / "gpu_check.sh"),
+        "--dry-run",
+        "--check-steps",
+        "2",
+        "--variants",
+        "fp32,channels_last,bf16_channels_last_compile",
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**__import__("os").environ, "GPU_CHECK_JSON": str(out), "PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["dry_run"] and summary["all_agree"] and summary["config"] == "pretrain/aasae/quickstart"
+    assert set(summary["variants"]) == {"fp32", "channels_last", "bf16_channels_last_compile"}
+    for name, variant in summary["variants"].items():
+        assert len(variant["losses"]) == 2 and variant["agrees_with_fp32"], name
+        assert variant["images_per_s"] > 0 and variant["peak_memory_mib"] > 100
+    assert summary["variants"]["fp32"]["max_relative_loss_difference_vs_fp32"] == 0.0
+    assert summary["torchvision_resnet50_bf16_channels_last"]["images_per_s"] > 0
