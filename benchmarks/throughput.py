@@ -286,7 +286,7 @@ def peak_memory(device) -> Dict[str, float]:
 
 
 def thread_count(args, config) -> int:
-    from vissl_aasae.hooks import rank_threads
+    from vissl_aasae.trainer.cpu import rank_threads
 
     return args.threads or rank_threads(config)
 

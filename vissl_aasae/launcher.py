@@ -419,7 +419,8 @@ def main(argv: List[str] = None) -> int:
         return _fail(str(err))
     from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
 
-    from vissl_aasae.hooks import aasae_hook_generator, rank_threads
+    from vissl_aasae.hooks import aasae_hook_generator
+    from vissl_aasae.trainer.cpu import rank_threads
 
     if config.MACHINE.DEVICE == "cpu":
         # the threads each spawned rank starts with; the hook generator sets torch's count again

@@ -198,6 +198,7 @@ class PerformanceSettings(Section):
     )
     fused_optimizer: Union[bool, str] = setting(AUTO, "auto_bool", "fused Adam; auto: where PyTorch has the kernel")
     compile: bool = setting(False, "bool", "torch.compile the trunk and each head")
+    cap_cpu_workers: bool = setting(True, "bool", "CPU runs: at most cores-per-rank - 1 DataLoader workers")
 
     def resolved(self, device, mixed_precision: bool = False) -> "PerformanceSettings":
         """``auto`` replaced by the decision for ``device`` (``mixed_precision``: VISSL's AMP is on)."""

@@ -12,7 +12,6 @@ Both write to TensorBoard through the ``SummaryWriter`` of VISSL's own TensorBoa
 ``AASAE.METRICS`` block (:class:`vissl_aasae.settings.MetricsSettings`).
 """
 
-import os
 from typing import List
 
 import torch
@@ -21,14 +20,7 @@ from classy_vision.hooks import ClassyHook
 from vissl_aasae.hooks.aasae_data_report_hook import AASAEDataReportHook
 from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
 from vissl_aasae.hooks.aasae_reconstruction_hook import AASAEReconstructionHook
-
-
-def rank_threads(config) -> int:
-    """CPU threads for one rank: the cores this process may run on (its affinity: a SLURM or
-    ``taskset`` CPU set, not every core of the host) shared evenly among this node's ranks."""
-    ranks = max(1, int(config.DISTRIBUTED.NUM_PROC_PER_NODE))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // ranks)
+from vissl_aasae.trainer.cpu import rank_threads
 
 
 def tensorboard_writer(hooks: List[ClassyHook]):

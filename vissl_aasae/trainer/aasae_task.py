@@ -34,6 +34,7 @@ from vissl_aasae.models.heads.aasae_projection import Latent
 from vissl_aasae.models.posterior import posterior_of
 from vissl_aasae.settings import MethodSettings, PerformanceSettings, RunSettings
 from vissl_aasae.trainer.aasae_performance import apply_performance_settings, use_fused_optimizer
+from vissl_aasae.trainer.cpu import size_cpu_data_workers
 
 
 class _TaskDataIterator:
@@ -69,6 +70,7 @@ class AASAETask(SelfSupervisionTask):
         self._pending_originals = None
         # (iteration, posterior of the original images) of the last training step, when the pass ran
         self.original_posterior: Optional[Tuple[int, Latent]] = None
+        size_cpu_data_workers(config)  # before VISSL builds the data loaders from it
         super().__init__(config)
         self.performance = PerformanceSettings.from_config(config)
 
