@@ -85,6 +85,12 @@ def parse_args(argv=None):
         help="evaluate epochs 1-6, then every N-th and the last (default %(default)s)",
     )
     p.add_argument("--report-only", action="store_true", help="only write the figure and print the tables")
+    p.add_argument(
+        "--seed-from",
+        default=None,
+        help="a folder of run folders saved by an earlier session (e.g. docs/results/study_state): each one "
+        "missing from --out is copied there first, so its pretraining resumes from its saved checkpoint",
+    )
     args = p.parse_args(argv)
     if not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
         p.error(f"--data {args.data}: no train-images-idx3-ubyte.gz there (apt install dataset-fashion-mnist)")
@@ -470,6 +476,13 @@ def main(argv=None) -> int:
         {"model": "resnet18_w0.25, cifar stem, 32 px, latent 64", "probe": PROBE, "knn": {"k": 20, "temperature": 0.07}}
     )
     results = Results(Path(args.results), settings)
+    if args.seed_from:
+        import shutil
+
+        for saved in sorted(Path(args.seed_from).iterdir()):
+            if saved.is_dir() and not (Path(args.out) / saved.name).exists():
+                shutil.copytree(saved, Path(args.out) / saved.name, symlinks=True)
+                print(f"{saved.name}: resumed from {saved}", flush=True)
     if not args.report_only:
         evaluator = Evaluator(args)
         baselines(args, evaluator, results)
