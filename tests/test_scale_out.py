@@ -107,5 +107,5 @@ def test_slurm_route_runs_the_plugin_through_submitit(tmp_path):
     job.result()  # raises if the job failed
     assert type(job.submission().function) is behaviour.AASAESlurmJob
     records = [json.loads(line) for line in (folder / "aasae_metrics.json").read_text().splitlines()]
-    assert [r["iteration"] for r in records] == [0, 1, 2]
-    assert "AASAE summary: 3 iterations" in job.stdout()
+    assert [r["iteration"] for r in records] == list(range(6))  # 48 images, batch 8, one process
+    assert "AASAE summary: 6 iterations" in job.stdout()
