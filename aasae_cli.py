@@ -31,7 +31,7 @@ EXIT_BAD_INPUT = 2
 DATA_FORMATS = ("cifar10", "stl10", "stl10_unlabeled", "fashion_mnist", "npz")
 DATA_HELP = (
     "embedded (the Fashion-MNIST subset shipped with the plugin) | <format>:<path> with format one of "
-    f"{', '.join(DATA_FORMATS)} | an image folder"
+    f"{', '.join(DATA_FORMATS)} | an image folder in ImageFolder layout (<root>/<class>/<image>, as training reads it)"
 )
 
 
@@ -312,7 +312,7 @@ def _model_and_images(args):
     checkpoint = find_checkpoint(args.checkpoint)
     config = load_run_config(checkpoint, args.config, args.overrides)
     fmt, path = split_data(args.data, args.data_format)
-    images = open_images(path, None if path == "embedded" and fmt == "npz" else fmt, args.split)
+    images = open_images(config, path, None if path == "embedded" and fmt == "npz" else fmt, args.split)
     model = load_model(config, checkpoint, args.device)
     print(f"checkpoint {checkpoint}, data {images.name}: {len(images)} images", flush=True)
     return checkpoint, config, images, model

@@ -310,7 +310,7 @@ def trained(run):
     checkpoint = find_checkpoint(run.dir)
     config = load_run_config(checkpoint)
     transform = view_transform(config, "original")
-    images = open_images("embedded", split="test")
+    images = open_images(config, "embedded", split="test")
     batch = torch.stack([transform(images[i]) for i in range(4)])
     return load_model(config, checkpoint), batch
 
@@ -393,7 +393,7 @@ def test_density_command_matches_the_library(run, trained, tmp_path):
     config = load_run_config(find_checkpoint(run.dir))
     again = evaluate_density(
         trained[0],
-        open_images("embedded", split="test"),
+        open_images(config, "embedded", split="test"),
         view_transform(config, "original"),
         k=3,
         batch_size=4,
@@ -428,12 +428,41 @@ def made(tmp_path_factory):
     return folder
 
 
-def _images(folder, good=3):
-    folder.mkdir()
+def _images(folder, good=3, layout="class"):
+    """ImageFolder layout (``folder/cls/*``, as training reads it) or ``flat``; returns the broken file."""
+    inner = folder / "cls" if layout == "class" else folder
+    inner.mkdir(parents=True)
     for i in range(good):
-        Image.fromarray(np.full((28, 28, 3), 40 * i, np.uint8)).save(folder / f"good{i}.png")
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    return folder / "broken.png"
+        Image.fromarray(np.full((28, 28, 3), 40 * i, np.uint8)).save(inner / f"good{i}.png")
+    (inner / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return inner / "broken.png"
+
+
+def test_commands_read_folders_as_training_does(made, tmp_path, capsys, caplog):
+    """The inspection commands read a folder through VISSL's disk_folder source, as pretraining does:
+    the same images in the same order, and a layout training would refuse is refused in one line."""
+    from vissl.data import build_dataset
+
+    from aasae_cli import density_main
+    from vissl_aasae.visualize.checkpoint import load_run_config
+    from vissl_aasae.visualize.data import UnreadableImage, open_images
+
+    broken = _images(tmp_path / "ok", good=3)
+    config = load_run_config(made / "model_final_checkpoint_phase0.torch")
+    images = open_images(config, str(tmp_path / "ok"))
+    assert len(images) == 4 and images[1].size == (28, 28) and images[2].getpixel((0, 0)) == (40, 40, 40)
+    with pytest.raises(UnreadableImage, match=re.escape(str(broken))), caplog.at_level("WARNING"):
+        images[0]  # sorted: broken.png, good0.png, ...
+    assert f"Couldn't load: {broken}." in caplog.text  # VISSL's own warning names the file (compat)
+    train = copy.deepcopy(config)
+    train.DATA.TRAIN.DATA_SOURCES, train.DATA.TRAIN.DATA_PATHS = ["disk_folder"], [str(tmp_path / "ok")]
+    train.DATA.TRAIN.DATASET_NAMES, train.DATA.TRAIN.DATA_LIMIT = ["imagenet1k_folder"], -1
+    train.DATA.TRAIN.LABEL_SOURCES = []
+    assert len(build_dataset(train, "TRAIN")) == len(images)
+    _images(tmp_path / "flat", good=2, layout="flat")
+    assert density_main(["--checkpoint", str(made), "--data", str(tmp_path / "flat"), "-k", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--data '{tmp_path / 'flat'}'" in err[0] and "<root>/<class>/<image>" in err[0]
 
 
 def test_density_rejects_zero_samples_in_one_line(made, capsys):

@@ -181,6 +181,9 @@ class _LazySample:
     def __len__(self):
         return 2
 
+    def __repr__(self):  # VISSL's "Couldn't load: {sample}" warning names the file
+        return self.folder.samples[self.index][0]
+
 
 def _image_folder_allowing_empty_classes():
     from torchvision.datasets import ImageFolder

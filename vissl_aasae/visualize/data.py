@@ -1,11 +1,12 @@
-"""Images and transforms for the inspection commands.
+"""Images and transforms for the inspection commands, read by the data sources training reads.
 
 ``--data`` is one of:
 - ``embedded``: the Fashion-MNIST subset shipped with the plugin (``aasae_array`` npz);
-- a folder of images, ImageFolder-style (class sub-folders) or flat, read recursively in sorted order
-  (a file that cannot be decoded raises :class:`UnreadableImage` naming it; the commands skip it);
-- with ``--data-format`` (an ``aasae_array`` format: cifar10, stl10, stl10_unlabeled, fashion_mnist,
-  npz), the path that data source reads.
+- a folder in ImageFolder layout (``<root>/<class>/<image>``), read by VISSL's ``disk_folder`` source
+  exactly as a pretraining run reads it (an image that cannot be decoded raises
+  :class:`UnreadableImage` naming it; the commands skip it);
+- with a format (an ``aasae_array`` format: cifar10, stl10, stl10_unlabeled, fashion_mnist, npz), the
+  path that data source reads (``DATA.<split>.HOLD_OUT`` of the run's config applies, as in training).
 
 The transforms are the run's own: the ``original`` (evaluation) or ``augmented`` list of the
 ``AASAEViews`` entry of ``DATA.TRAIN.TRANSFORMS``.
@@ -14,9 +15,6 @@ The transforms are the run's own: the ``original`` (evaluation) or ``augmented``
 from pathlib import Path
 from typing import Callable, Optional
 
-from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from vissl_aasae.images import VIEW_LISTS, views_transform
 
 
@@ -24,57 +22,52 @@ class UnreadableImage(ValueError):
     """An image file that cannot be decoded; the message starts with its path."""
 
 
-class ArrayImages:
-    """uint8 arrays (N x H x W [x 3]) as RGB PIL images."""
+class SourceImages:
+    """The RGB PIL images of one VISSL data source (``source[idx] -> (image, is_success)``)."""
 
-    def __init__(self, arrays, name: str):
-        self.arrays = arrays
+    def __init__(self, source, name: str):
+        self.source = source
         self.name = name
 
     def __len__(self) -> int:
-        return len(self.arrays)
+        return len(self.source)
 
-    def __getitem__(self, idx: int) -> Image.Image:
-        return Image.fromarray(self.arrays[idx]).convert("RGB")
-
-
-class FolderImages:
-    """Every image file under a folder (any depth), sorted by path."""
-
-    def __init__(self, root: Path):
-        self.name = str(root)
-        self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
-        if not self.paths:
-            raise ValueError(f"--data {str(root)!r}: no image files ({', '.join(IMG_EXTENSIONS)}) under this folder")
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, idx: int) -> Image.Image:
-        try:
-            with Image.open(self.paths[idx]) as image:
-                return image.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise UnreadableImage(f"{self.paths[idx]}: {' '.join(str(err).split())}") from None
+    def __getitem__(self, idx: int):
+        if not 0 <= idx < len(self):
+            raise IndexError(idx)
+        image, ok = self.source[idx]
+        if not ok:  # disk_folder gave its gray placeholder
+            path = self.source.image_dataset.samples[idx][0]
+            raise UnreadableImage(f"{path}: cannot be decoded as an image")
+        return image
 
 
-def open_images(data: str, data_format: Optional[str] = None, split: str = "test"):
-    """A sized, indexable collection of RGB PIL images (see the module doc)."""
-    from vissl_aasae.data.aasae_array import FORMATS, load_arrays
+def open_images(config, data: str, data_format: Optional[str] = None, split: str = "test") -> SourceImages:
+    """The images of ``data`` (see the module doc) through the data source a pretraining run with
+    ``config`` would use: ``aasae_array`` for array formats, VISSL's ``disk_folder`` for a folder."""
+    from vissl.data import DATASET_SOURCE_MAP
+
+    import vissl_aasae  # noqa: F401  (registers aasae_array; applies the disk_folder fixes)
+    from vissl_aasae.data.aasae_array import FORMATS
 
     if data_format is None and data == "embedded":
         data_format = "npz"
     if data_format is not None:
         if data_format not in FORMATS:
-            raise ValueError(f"--data-format {data_format!r} is not an aasae_array format; allowed: {list(FORMATS)}")
-        images, _ = load_arrays(data_format, data, split)
-        if len(images) == 0:
-            raise ValueError(f"--data {data!r} ({data_format}, split {split}) holds no images")
-        return ArrayImages(images, f"{data} ({data_format}, {split})")
+            raise ValueError(f"--data format {data_format!r} is not an aasae_array format; allowed: {list(FORMATS)}")
+        source = DATASET_SOURCE_MAP["aasae_array"](config, "aasae_array", data, split.upper(), data_format)
+        return SourceImages(source, f"{data} ({data_format}, {split})")
     root = Path(data).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"--data {data!r} is not a folder (or give --data-format, or 'embedded')")
-    return FolderImages(root)
+        raise FileNotFoundError(f"--data {data!r} is not a folder (or give <format>:<path>, or 'embedded')")
+    try:  # the constructor lists the folder: a wrong layout is one line here, not a worker's traceback
+        source = DATASET_SOURCE_MAP["disk_folder"](config, "disk_folder", str(root), split.upper(), "disk_folder")
+    except (FileNotFoundError, OSError) as err:
+        raise FileNotFoundError(
+            f"--data {data!r}: {' '.join(str(err).split())} (expected ImageFolder layout <root>/<class>/<image>)"
+        ) from None
+    source.enable_queue_dataset = False  # an unreadable image is reported, never replaced by another one
+    return SourceImages(source, str(root))
 
 
 def view_transform(config, view: str) -> Callable:
