@@ -35,3 +35,31 @@ CPU_OVERRIDES = [
     "config.DISTRIBUTED.NUM_PROC_PER_NODE=1",
     "config.DATA.NUM_DATALOADER_WORKERS=0",
 ]
+
+
+@pytest.fixture
+def launch_here(monkeypatch, capsys):
+    """``launcher.main`` in this process, for input the launcher must refuse before any work: the same
+    code path as ``run_launcher`` without a new interpreter and VISSL import per case (~6 s each).
+    Returns (returncode, stdout, stderr) like ``subprocess.run``; starting a run fails the test.
+    ``test_plugin.py::test_refusal_from_the_command_line`` checks the real process (exit code, one line)."""
+    from types import SimpleNamespace
+
+    from vissl.utils import distributed_launcher
+
+    from vissl_aasae import launcher
+
+    def started(*args, **kwargs):
+        raise AssertionError("the launcher started a run for input it should have refused")
+
+    monkeypatch.setattr(distributed_launcher, "launch_distributed", started)
+    monkeypatch.setattr(distributed_launcher, "launch_distributed_on_slurm", started)
+
+    def run(overrides, cwd):
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = launcher.main(list(overrides))
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return run

@@ -133,6 +133,7 @@ def _workers_of_a_killed_trainer(mode: str, wait_s: float):
     return pids
 
 
+@pytest.mark.slow  # two killed processes and up to 18 s of waiting for their workers
 def test_dataloader_workers_exit_with_a_killed_trainer():
     orphans = _workers_of_a_killed_trainer("plain", wait_s=3)
     try:  # the bug: torch's watchdog watches the forkserver, which the workers keep alive

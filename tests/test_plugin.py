@@ -26,13 +26,12 @@ COMPOSE = (
 )
 
 
-@pytest.mark.parametrize("name,stem", [("imagenet", "imagenet"), ("cifar10", "cifar"), ("stl10", "stl10")])
-def test_configs_resolve_from_any_directory(tmp_path, name, stem):
-    out = subprocess.run(
-        [sys.executable, "-c", COMPOSE.format(name=name)], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+def test_configs_resolve_from_any_directory(tmp_path):
+    script = "; ".join(COMPOSE.format(name=name) for name in ("imagenet", "cifar10", "stl10"))
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert f"TRUNK aasae_resnet {stem} aasae_loss" in out.stdout
+    for stem in ("imagenet", "cifar", "stl10"):
+        assert f"TRUNK aasae_resnet {stem} aasae_loss" in out.stdout
 
 
 @pytest.mark.slow
@@ -175,13 +174,25 @@ def test_two_process_run_uses_the_plugin_in_both_ranks(tmp_path):
         ),
     ],
 )
-def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle):
-    out = run_launcher(overrides, cwd=tmp_path, timeout=120)
+def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle, launch_here):
+    out = launch_here(overrides, cwd=tmp_path)
     assert out.returncode == 2
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
     assert needle in lines[0]
     assert not glob.glob(str(tmp_path / "*.torch"))
+
+
+def test_refusal_from_the_command_line(tmp_path):
+    """The cases above run the launcher in-process; the command itself exits 2 with that one line."""
+    out = run_launcher(["config=pretrain/aasae/quickstart", "config.DATA.TRAIN.DATA_LIMIT=6000"], cwd=tmp_path)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert lines == [
+        "error: DATA.TRAIN.DATA_LIMIT=6000 is more than the 5000 images of DATA.TRAIN.DATA_PATHS[0] (npz at "
+        "'embedded'); lower it, or -1 for all of them"
+    ], out.stderr[-2000:]
+    assert out.stdout == "" and os.listdir(tmp_path) == []
 
 
 def test_rank_threads_share_the_cores_this_process_may_use(monkeypatch):
@@ -247,7 +258,7 @@ def test_unknown_config_lists_the_aasae_configs_not_vissls():
         ("unregistered", "DATA.TRAIN.DATASET_NAMES[0]='my_pictures' is not registered in VISSL's dataset catalog"),
     ],
 )
-def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle):
+def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle, launch_here):
     from PIL import Image
 
     root = tmp_path / "pictures"
@@ -256,7 +267,7 @@ def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle):
     for i in range(3):
         Image.new("RGB", (8, 8)).save(folder / f"{i}.png")
     extra = ["config.DATA.TRAIN.DATASET_NAMES=[my_pictures]"] if layout == "unregistered" else []
-    out = run_launcher(
+    out = launch_here(
         [
             "config=pretrain/aasae/imagenet",
             *CPU_OVERRIDES,
@@ -266,7 +277,6 @@ def test_image_folder_mistakes_give_one_line(tmp_path, layout, needle):
             f"config.CHECKPOINT.DIR={tmp_path / 'ck'}",
         ],
         cwd=tmp_path,
-        timeout=120,
     )
     assert out.returncode == 2
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]

@@ -169,12 +169,11 @@ def test_bad_images_are_skipped_counted_and_reported(tmp_path):
     assert "empty class folder(s) skipped: ['c']" in out.stdout + out.stderr
 
 
-def test_empty_data_folder_fails_at_start_with_its_path(tmp_path):
+def test_empty_data_folder_fails_at_start_with_its_path(tmp_path, launch_here):
     (tmp_path / "train" / "only_a_class").mkdir(parents=True)
-    out = run_launcher(
+    out = launch_here(
         ["config=pretrain/aasae/imagenet", *CPU_OVERRIDES, f"config.DATA.TRAIN.DATA_PATHS=[{tmp_path / 'train'}]"],
         cwd=tmp_path,
-        timeout=120,
     )
     assert out.returncode == 2
     assert f"DATA.TRAIN.DATA_PATHS[0]='{tmp_path / 'train'}' holds no image files" in out.stderr
@@ -199,10 +198,9 @@ def test_empty_data_folder_fails_at_start_with_its_path(tmp_path):
         (["config.DATA.TRAIN.COLLATE_FUNCTION_PARAMS.input=noisy"], "input='noisy'"),
     ],
 )
-def test_bad_knobs_are_named_before_training(tmp_path, overrides, needle):
-    out = run_launcher(
-        ["config=pretrain/aasae/quickstart", *overrides, f"config.CHECKPOINT.DIR={tmp_path}"], cwd=tmp_path, timeout=300
-    )
+def test_bad_knobs_are_named_before_training(tmp_path, overrides, needle, launch_here):
+    overrides = ["config=pretrain/aasae/quickstart", *overrides, f"config.CHECKPOINT.DIR={tmp_path}"]
+    out = launch_here(overrides, cwd=tmp_path)
     assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
     assert needle in out.stderr
     assert not any(name.endswith(".torch") for name in os.listdir(tmp_path))
@@ -573,14 +571,25 @@ def test_evaluation_writes_only_its_output(tmp_path):
     assert os.listdir(work) == [] and os.listdir(tmp_path / "results") == ["r.json"]
 
 
-def test_evaluation_refuses_a_text_file_as_data_or_checkpoint_and_a_truncated_checkpoint(tmp_path):
+def test_evaluation_refuses_a_text_file_as_data_or_checkpoint_and_a_truncated_checkpoint(tmp_path, monkeypatch, capsys):
+    """In-process (aasae_cli.eval_main, what benchmarks/evaluate.py runs); the next test runs the script."""
+    from types import SimpleNamespace
+
+    from aasae_cli import eval_main
+
+    def evaluate(args):
+        capsys.readouterr()
+        code = eval_main(args)
+        return SimpleNamespace(returncode=code, stderr=capsys.readouterr().err)
+
+    monkeypatch.chdir(tmp_path)
     notes = tmp_path / "notes.txt"
     notes.write_text("not data\n")
-    out = tool("evaluate.py", ["--random-init", "--data", f"npz:{notes}"], cwd=tmp_path)
+    out = evaluate(["--random-init", "--data", f"npz:{notes}"])
     assert (
         out.returncode == 2 and error_line(out) == f"error: --data 'npz:{notes}': '{notes}' is not a numpy .npz archive"
     )
-    out = tool("evaluate.py", ["--checkpoint", str(notes), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
+    out = evaluate(["--checkpoint", str(notes), "--output", str(tmp_path / "r.json")])
     assert out.returncode == 2
     assert error_line(out) == (
         f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{notes}' is not a PyTorch checkpoint "
@@ -589,7 +598,7 @@ def test_evaluation_refuses_a_text_file_as_data_or_checkpoint_and_a_truncated_ch
     cut = tmp_path / "model_phase9.torch"  # a copy cut short
     torch.save({"classy_state_dict": {"base_model": {"model": {"trunk": {"w": torch.ones(50000)}}}}}, cut)
     cut.write_bytes(cut.read_bytes()[:10000])
-    out = tool("evaluate.py", ["--checkpoint", str(cut), "--output", str(tmp_path / "r.json")], cwd=tmp_path)
+    out = evaluate(["--checkpoint", str(cut), "--output", str(tmp_path / "r.json")])
     assert out.returncode == 2
     assert error_line(out) == (
         f"error: MODEL.WEIGHTS_INIT.PARAMS_FILE '{cut}' is truncated or corrupt "

@@ -137,8 +137,8 @@ def test_original_image_pass_and_max_iterations(tmp_path):
     assert trunk_and_projection_bn(off / "model_final_checkpoint_phase0.torch") == (2, 2)
 
 
-def test_max_iterations_beyond_num_epochs_is_refused(tmp_path):
-    out = run_launcher(
+def test_max_iterations_beyond_num_epochs_is_refused(tmp_path, launch_here):
+    out = launch_here(
         [
             "config=pretrain/aasae/quickstart",
             "config.DATA.TRAIN.DATA_LIMIT=64",
