@@ -214,6 +214,24 @@ def test_resume_passes_over_a_truncated_checkpoint_and_says_so(tmp_path, capsys)
     assert compat.latest_checkpoint_file(str(tmp_path), None) is None
 
 
+def test_a_truncated_final_checkpoint_does_not_finish_the_run(tmp_path, capsys):
+    """VISSL bails out ("Training already succeeded") when any model_final file exists; a cut one must not count."""
+    from vissl.utils import distributed_launcher
+
+    cfg = {"CHECKPOINT": {"OVERWRITE_EXISTING": False}}
+    compat.atomic_save_checkpoint(str(tmp_path), _vissl_state(3), "model_phase0.torch")
+    time.sleep(0.02)
+    compat.atomic_save_checkpoint(str(tmp_path), _vissl_state(6), "model_final_checkpoint_phase1.torch")
+    final = tmp_path / "model_final_checkpoint_phase1.torch"
+    compat.atomic_file_symlink(str(final), str(tmp_path / "checkpoint.torch"))
+    assert distributed_launcher.is_training_finished(cfg, str(tmp_path)) is True
+    final.write_bytes(final.read_bytes()[: final.stat().st_size // 2])
+    assert distributed_launcher.is_training_finished(cfg, str(tmp_path)) is False
+    err = capsys.readouterr().err
+    assert "the final checkpoint is not complete, so training is not finished" in err and f"'{final}'" in err
+    assert compat.latest_checkpoint_file(str(tmp_path), None) == "model_phase0.torch"  # where it resumes
+
+
 def test_environment_dump_leaves_secrets_out_unless_asked(caplog, monkeypatch):
     """VISSL's train engine logs every environment variable at start-up (console and log.txt)."""
     import logging

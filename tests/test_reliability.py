@@ -436,6 +436,13 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
     )
     assert [r["iteration"] for r in metrics(tmp_path)][-4:] == [4, 5, 6, 7]
     assert torch.load(tmp_path / "checkpoint.torch", weights_only=True)["iteration"] == 8
+    # a final checkpoint cut short does not count as a finished run (VISSL: "Training already succeeded")
+    final = tmp_path / "model_final_checkpoint_phase1.torch"
+    final.write_bytes(final.read_bytes()[:4096])
+    out = run_launcher(command, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"the final checkpoint is not complete, so training is not finished: checkpoint '{final}'" in out.stderr
+    assert torch.load(final, weights_only=True)["iteration"] == 8
 
 
 @pytest.mark.slow

@@ -65,6 +65,7 @@ def apply() -> None:
     stack.patch_apex_defaults()
     behaviour.patch_atomic_checkpoints()
     behaviour.patch_resume_choice()
+    behaviour.patch_finished_check()
     behaviour.patch_empty_class_folders()
     behaviour.patch_orphaned_workers()
     behaviour.patch_environment_dump()

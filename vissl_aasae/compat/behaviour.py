@@ -164,6 +164,30 @@ def patch_resume_choice():
     checkpoint.get_checkpoint_resume_files = latest_checkpoint_file
 
 
+def training_finished(cfg, checkpoint_folder: str):
+    """VISSL's check, except that a final checkpoint which is not complete (truncated, corrupt) does not
+    count: the run then resumes from the newest complete checkpoint and writes the final one again."""
+    if not training_finished.__wrapped__(cfg, checkpoint_folder):
+        return False
+    if not _is_local(checkpoint_folder):
+        return True
+    finals = sorted(n for n in os.listdir(checkpoint_folder) if n.startswith("model_final") and n.endswith(".torch"))
+    broken = [why for why in (incomplete_reason(os.path.join(checkpoint_folder, n)) for n in finals) if why]
+    if broken:
+        _warn_once(f"the final checkpoint is not complete, so training is not finished: {'; '.join(broken)}")
+    return not broken
+
+
+@_once
+def patch_finished_check():
+    """VISSL calls a run finished when a model_final file exists, even a truncated one, and then never trains again."""  # noqa: E501 (the patch's one-line reason)
+    from vissl.utils import checkpoint, distributed_launcher
+
+    training_finished.__wrapped__ = checkpoint.is_training_finished
+    checkpoint.is_training_finished = training_finished
+    distributed_launcher.is_training_finished = training_finished
+
+
 class _LazySample:
     """(image, target) of an ImageFolder whose image is decoded only when item 0 is read."""
 
