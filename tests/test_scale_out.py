@@ -109,3 +109,48 @@ def test_slurm_route_runs_the_plugin_through_submitit(tmp_path):
     records = [json.loads(line) for line in (folder / "aasae_metrics.json").read_text().splitlines()]
     assert [r["iteration"] for r in records] == list(range(6))  # 48 images, batch 8, one process
     assert "AASAE summary: 6 iterations" in job.stdout()
+
+
+def test_a_slurm_job_holds_the_run_lock_while_it_trains(tmp_path, monkeypatch):
+    """The launcher that submits to SLURM exits at once; the job on the first node holds
+    CHECKPOINT.DIR's lock while it trains and refuses a folder another run holds."""
+    import fcntl
+    from types import SimpleNamespace
+
+    import submitit
+
+    from vissl_aasae.compat import behaviour
+    from vissl_aasae.launcher import RunLock, RunLocked
+
+    folder = tmp_path / "run"
+    config = SimpleNamespace(CHECKPOINT=SimpleNamespace(DIR=str(folder)))
+    seen = []
+
+    def trains(job):  # VISSL's job body: is the lock held meanwhile?
+        fd = os.open(folder / "aasae_run.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("free")
+        except BlockingIOError:
+            seen.append("held")
+        finally:
+            os.close(fd)
+
+    monkeypatch.setattr(behaviour.AASAESlurmJob.__mro__[1], "__call__", trains)
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: SimpleNamespace(global_rank=0))
+    behaviour.AASAESlurmJob(engine_name="train", config=config)()
+    assert seen == ["held"] and not (folder / "aasae_run.lock").exists()  # released after the job
+    other = RunLock(str(folder)).acquire()
+    try:
+        with pytest.raises(RunLocked, match=f"PID {os.getpid()} on host"):
+            behaviour.AASAESlurmJob(engine_name="train", config=config)()
+    finally:
+        other.release()
+    assert seen == ["held"]
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: SimpleNamespace(global_rank=1))
+    other = RunLock(str(folder)).acquire()  # other nodes of the job take no lock
+    try:
+        behaviour.AASAESlurmJob(engine_name="train", config=config)()
+    finally:
+        other.release()
+    assert seen == ["held", "held"]

@@ -362,14 +362,27 @@ def _slurm_job_class():
         module's name, which imports the plugin there, and it launches with the plugin's hooks."""
 
         def __call__(self):
-            from vissl_aasae.hooks import aasae_hook_generator
+            import submitit
 
+            from vissl_aasae.hooks import aasae_hook_generator
+            from vissl_aasae.launcher import RunLock
+
+            lock = None
+            folder = self.config.CHECKPOINT.DIR
+            if submitit.JobEnvironment().global_rank == 0 and _is_local(folder):
+                # the job that trains holds the run lock (the submitting launcher has exited by now);
+                # a requeued job takes it again once the preempted one is gone
+                lock = RunLock(folder).acquire()
+                if lock.stale:
+                    print(f"note: {lock.path} was left by {lock.stale}, which is no longer running; taken over")
             original = distributed_launcher.default_hook_generator
             distributed_launcher.default_hook_generator = aasae_hook_generator
             try:
                 return super().__call__()
             finally:
                 distributed_launcher.default_hook_generator = original
+                if lock is not None:
+                    lock.release()
 
         def checkpoint(self):  # submitit's requeue on preemption: the same job again
             import submitit
