@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -37,7 +38,10 @@ def test_configs_resolve_from_any_directory(tmp_path):
 @pytest.mark.slow
 def test_wheel_ships_configs_and_search_path_plugin(tmp_path):
     """A plain `pip install .` (here: build the wheel, install it to a folder) resolves configs from /tmp."""
-    wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
+    wheel_dir, site, source = tmp_path / "wheel", tmp_path / "site", tmp_path / "source"
+    # built from a copy of the checkout: setuptools leaves build/ and *.egg-info in the tree it builds
+    skipped = (".git", ".venv", "build", "runs", "checkpoints", "*.egg-info", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*skipped), symlinks=True)
     build = subprocess.run(
         [
             sys.executable,
@@ -49,7 +53,7 @@ def test_wheel_ships_configs_and_search_path_plugin(tmp_path):
             "-q",
             "-w",
             str(wheel_dir),
-            str(REPO),
+            str(source),
         ],
         capture_output=True,
         text=True,
