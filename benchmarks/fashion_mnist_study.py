@@ -289,6 +289,14 @@ def epoch_metrics(folder: Path, epoch: int, per_epoch: int) -> dict:
     return {f"train_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
 
 
+def seconds_per_epoch(epochs: dict):
+    """Median wall time per epoch from the checkpoint times of the evaluated epochs (not every epoch is
+    evaluated: each gap is divided by the epochs it spans); None with fewer than two."""
+    done = sorted((int(e), r["checkpoint_time"]) for e, r in epochs.items() if "checkpoint_time" in r)
+    rates = [(t1 - t0) / (e1 - e0) for (e0, t0), (e1, t1) in zip(done, done[1:])]
+    return float(np.median(rates)) if rates else None
+
+
 def study_run(args, evaluator, results: Results, variant: str, seed: int) -> None:
     name = run_name(variant, seed)
     folder = Path(args.out) / name
@@ -338,11 +346,7 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
                 )
             record["pretrain_seconds"] = record.get("pretrain_seconds", 0) + round(time.time() - started)
         # the epochs' wall time, from the checkpoints' times (includes the evaluations running beside it)
-        times = [
-            record["epochs"][str(e)]["checkpoint_time"] for e in range(1, args.epochs + 1) if str(e) in record["epochs"]
-        ]
-        if len(times) > 1:
-            record["seconds_per_epoch_median"] = float(np.median(np.diff(times)))
+        record["seconds_per_epoch_median"] = seconds_per_epoch(record["epochs"])
         results.save()
     finally:
         if process is not None and process.poll() is None:

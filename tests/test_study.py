@@ -98,3 +98,15 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
     )
     assert proc.returncode == 2 and "--runs 'simclr:1': expected variant:seed" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_seconds_per_epoch_divides_each_gap_by_the_epochs_it_spans():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fashion_mnist_study import seconds_per_epoch
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    # epochs 1-3 evaluated one by one (100 s each), then every 3rd (300 s per gap: still 100 s per epoch)
+    epochs = {str(e): {"checkpoint_time": 1000.0 + 100 * e} for e in (1, 2, 3, 6, 9, 12)}
+    assert seconds_per_epoch(epochs) == pytest.approx(100.0)
+    assert seconds_per_epoch({"4": {"checkpoint_time": 5.0}}) is None
