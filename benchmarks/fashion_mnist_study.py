@@ -300,8 +300,11 @@ def seconds_per_epoch(epochs: dict):
 def study_run(args, evaluator, results: Results, variant: str, seed: int) -> None:
     name = run_name(variant, seed)
     folder = Path(args.out) / name
-    folder.mkdir(parents=True, exist_ok=True)
     record = results.run(name)
+    last = record["epochs"].get(str(args.epochs)) or {}
+    if "linear_top1_augmented_test" in last:  # finished and fully evaluated (its checkpoints may be gone)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
     record.update({"variant": variant, "seed": seed, "target_epochs": args.epochs})
     per_epoch = args.train_images // args.batch_size
     final = checkpoint_of_epoch(folder, args.epochs, args.epochs)

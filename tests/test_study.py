@@ -4,6 +4,7 @@ The data are Fashion-MNIST IDX files (the Debian package's format) holding real 
 embedded subset: 300 train images, 100 test images."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -77,6 +78,12 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     again = harness(tmp_path, "--runs", "aasae:0,ae:0")
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text() == log_before
+    assert json.loads((tmp_path / "study.json").read_text())["runs"] == data["runs"]
+    # a fresh clone has the JSON but not the run folders: finished runs are not trained again
+    shutil.rmtree(tmp_path / "out")
+    fresh = harness(tmp_path, "--runs", "aasae:0,ae:0")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert not (tmp_path / "out" / "aasae_s0").exists() and not (tmp_path / "out" / "ae_s0").exists()
     assert json.loads((tmp_path / "study.json").read_text())["runs"] == data["runs"]
 
 
