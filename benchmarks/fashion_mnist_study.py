@@ -88,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--seed-from",
         default=None,
-        help="a folder of run folders saved by an earlier session (e.g. docs/results/study_state): each one "
+        help="a folder of run folders saved by an earlier session (a copy of an --out folder): each one "
         "missing from --out is copied there first, so its pretraining resumes from its saved checkpoint",
     )
     args = p.parse_args(argv)
