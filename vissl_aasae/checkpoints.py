@@ -30,7 +30,7 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -289,6 +289,22 @@ def verify(path) -> Optional[str]:
     return None
 
 
+def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> str:
+    """``write(f)`` into a temporary file beside ``path``, flushed to disk, then renamed into place:
+    never a partial file under that name (a disk that fills up, a killed process)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 def save(obj: Any, path, what: str = "output") -> str:
     """``torch.save`` to a temporary file beside ``path``, renamed into place: never a partial file
     under that name; a folder that does not exist is named, not created."""
@@ -296,14 +312,7 @@ def save(obj: Any, path, what: str = "output") -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{what} {path!r}: folder {folder!r} does not exist")
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 # --------------------------------------------------------------------------- the model inside

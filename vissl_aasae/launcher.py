@@ -192,17 +192,9 @@ def write_config(config) -> str:
         with g_pathmgr.open(path, "w") as f:
             f.write(text)
         return path
-    tmp = os.path.join(folder, f".{CONFIG_FILE}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    from vissl_aasae.checkpoints import atomic_write
+
+    return atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 # --------------------------------------------------------------------------- the lock

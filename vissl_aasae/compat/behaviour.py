@@ -38,18 +38,9 @@ def atomic_save_checkpoint(checkpoint_folder, state, checkpoint_file="checkpoint
     if not _is_local(checkpoint_folder):
         return atomic_save_checkpoint.__wrapped__(checkpoint_folder, state, checkpoint_file)
     os.makedirs(checkpoint_folder, exist_ok=True)
-    full_filename = os.path.join(checkpoint_folder, checkpoint_file)
-    tmp = f"{full_filename}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, full_filename)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return full_filename
+    from vissl_aasae.checkpoints import atomic_write
+
+    return atomic_write(os.path.join(checkpoint_folder, checkpoint_file), lambda f: torch.save(state, f))
 
 
 def link_target(source, link) -> str:

@@ -159,14 +159,7 @@ def convert_file(input_path: str, output_path: str) -> Dict[str, Any]:
     folder = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"output folder {folder!r} does not exist")
-    tmp = f"{output_path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            pickle.dump(weights, f)
-        os.replace(tmp, output_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    checkpoints.atomic_write(output_path, lambda f: pickle.dump(weights, f))
     return weights
 
 
