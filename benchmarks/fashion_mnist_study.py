@@ -119,10 +119,10 @@ class Results:
         return self.data["runs"].setdefault(name, {"epochs": {}})
 
     def save(self) -> None:
+        from vissl_aasae.checkpoints import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        atomic_write(str(self.path), lambda f: json.dump(self.data, f, indent=1, sort_keys=True), mode="w")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -423,8 +423,85 @@ def report(results: Results, figure: Path) -> str:
                 else "-"
             )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
+    lines += ["", *comparison(by_variant, base)]
     plot(data, figure)
     return "\n".join(lines)
+
+
+def finals(records: list, key: str) -> list:
+    """The value of ``key`` at the final (fully evaluated) epoch of each finished run."""
+    return [r["epochs"][str(final_epoch(r))][key] for r in records if final_epoch(r)]
+
+
+def verdict(ours: list, theirs: list) -> str:
+    """Difference of the seed means, called a difference only when larger than the seed spread
+    (max - min) of either side; with one seed on each side the spread is unknown and nothing is called."""
+    diff = float(np.mean(ours) - np.mean(theirs))
+    spread = max(max(ours) - min(ours), max(theirs) - min(theirs))
+    if len(ours) == 1 and len(theirs) == 1:
+        return f"{diff:+.2f} (one seed each: spread unknown)"
+    if abs(diff) <= spread:
+        return f"{diff:+.2f} (no difference: spread {spread:.2f})"
+    return f"**{diff:+.2f}** ({'AASAE ahead' if diff > 0 else 'AASAE behind'}: spread {spread:.2f})"
+
+
+TRAINING = [
+    ("train_log_pxz", "log-likelihood of the original (nats/img)", "{:.0f}"),
+    ("train_kl", "KL to prior (nats)", "{:.0f}"),
+    ("train_posterior_cos_sim_z", "posterior cos (view vs original)", "{:.3f}"),
+]
+
+
+def comparison(by_variant: dict, base: dict) -> list:
+    """AASAE minus each finished baseline variant (and the random-init trunk) at the final epoch, the
+    slope of AASAE's last evaluations, and the final training metrics of every variant: the lines
+    that say whether the paper's ordering shows and, if not, where to look."""
+    ours = [r for r in by_variant.get("aasae", []) if final_epoch(r)]
+    lines = []
+    if ours:
+        lines += ["| AASAE minus | " + " | ".join(label for _, label in METRICS) + " | augmented test |"]
+        lines += ["|---|" + "---|" * (len(METRICS) + 1)]
+        keys = [k for k, _ in METRICS] + ["linear_top1_augmented_test"]
+        for variant in ("ae", "aaae", "vae"):
+            theirs = [r for r in by_variant.get(variant, []) if final_epoch(r)]
+            if theirs:
+                cells = [verdict(finals(ours, k), finals(theirs, k)) for k in keys]
+                lines.append(
+                    f"| {variant.upper()} ({len(theirs)} seed{'s' * (len(theirs) > 1)}) | " + " | ".join(cells) + " |"
+                )
+        if "random_init" in base:
+            cells = [
+                f"{np.mean(finals(ours, k)) - base['random_init'][k]:+.2f}" for k in keys if k in base["random_init"]
+            ]
+            lines.append("| random-init trunk | " + " | ".join(cells) + " |")
+        slopes = []
+        for record in ours:
+            points = sorted((int(e), r["linear_top1"]) for e, r in record["epochs"].items())[-3:]
+            if len(points) == 3:
+                (e0, a0), (e1, a1) = points[0], points[-1]
+                slopes.append(
+                    f"AASAE seed {record['seed']}: linear top-1 {a0:.2f} at epoch {e0} -> {a1:.2f} at epoch {e1} "
+                    f"({(a1 - a0) / (e1 - e0):+.3f} per epoch over its last three evaluations)"
+                )
+        lines += ["", *slopes] if slopes else []
+    rows = [
+        (variant, [r for r in by_variant.get(variant, []) if final_epoch(r)])
+        for variant in ("aasae", "ae", "aaae", "vae")
+    ]
+    rows = [(variant, records) for variant, records in rows if records]
+    if rows:
+        lines += [
+            "",
+            "| final epoch, training metrics (seed mean) | " + " | ".join(label for _, label, _ in TRAINING) + " |",
+        ]
+        lines += ["|---|" + "---|" * len(TRAINING)]
+        for variant, records in rows:
+            cells = []
+            for key, _, fmt in TRAINING:
+                values = [v for v in finals([r for r in records if key in r["epochs"][str(final_epoch(r))]], key)]
+                cells.append(fmt.format(np.mean(values)) if values else "-")
+            lines.append(f"| {variant.upper()} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(data: dict, figure: Path) -> None:

@@ -117,3 +117,39 @@ def test_seconds_per_epoch_divides_each_gap_by_the_epochs_it_spans():
     epochs = {str(e): {"checkpoint_time": 1000.0 + 100 * e} for e in (1, 2, 3, 6, 9, 12)}
     assert seconds_per_epoch(epochs) == pytest.approx(100.0)
     assert seconds_per_epoch({"4": {"checkpoint_time": 5.0}}) is None
+
+
+def test_a_difference_smaller_than_the_seed_spread_is_reported_as_none():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fashion_mnist_study import comparison, verdict
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert verdict([85.0, 86.0, 85.5], [84.0, 84.2, 84.1]) == "**+1.40** (AASAE ahead: spread 1.00)"
+    assert verdict([85.0, 86.0], [85.2, 85.4]) == "+0.20 (no difference: spread 1.00)"
+    assert verdict([83.0, 83.2], [86.0, 86.1]) == "**-2.95** (AASAE behind: spread 0.20)"
+    assert verdict([85.0], [84.0]) == "+1.00 (one seed each: spread unknown)"
+
+    def run(variant, seed, linear, cos):
+        epochs = {
+            str(e): {"linear_top1": linear - 30 + e, "knn_top1": 80.0, "linear_top1_100_per_class": 79.0}
+            for e in (24, 27)
+        }
+        epochs["30"] = {
+            "linear_top1": linear,
+            "knn_top1": 80.0,
+            "linear_top1_100_per_class": 79.0,
+            "linear_top1_10_per_class": 70.0,
+            "linear_top1_augmented_test": linear - 10,
+            "train_posterior_cos_sim_z": cos,
+        }
+        return {"variant": variant, "seed": seed, "epochs": epochs}
+
+    by_variant = {"aasae": [run("aasae", 0, 86.0, 0.9), run("aasae", 1, 86.4, 0.8)], "ae": [run("ae", 0, 84.0, 1.0)]}
+    base = {"random_init": {"linear_top1": 78.0, "knn_top1": 76.0}}
+    text = "\n".join(comparison(by_variant, base))
+    assert "| AE (1 seed) | **+2.20** (AASAE ahead: spread 0.40) |" in text
+    assert "| random-init trunk | +8.20 | +4.00 |" in text
+    # the curve's slope over the last three evaluations (24 -> 30: +6 points in 6 epochs)
+    assert "AASAE seed 1: linear top-1 80.40 at epoch 24 -> 86.40 at epoch 30 (+1.000 per epoch" in text
+    assert "| AASAE | - | - | 0.850 |" in text and "| AE | - | - | 1.000 |" in text
