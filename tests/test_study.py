@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -153,3 +154,49 @@ def test_a_difference_smaller_than_the_seed_spread_is_reported_as_none():
     # the curve's slope over the last three evaluations (24 -> 30: +6 points in 6 epochs)
     assert "AASAE seed 1: linear top-1 80.40 at epoch 24 -> 86.40 at epoch 30 (+1.000 per epoch" in text
     assert "| AASAE | - | - | 0.850 |" in text and "| AE | - | - | 1.000 |" in text
+
+
+ZOO = REPO / "model_zoo" / "fashion_mnist"
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["aasae"])
+def test_the_published_miniature_reproduces_its_numbers(variant, tmp_path):
+    """The model zoo's exported trunk (torchvision format, loaded weights-only) gives the study's
+    final-epoch numbers through the study's own data and probes: the file is the encoder the table
+    describes."""
+    import types
+
+    import torch
+
+    from vissl_aasae.evaluation.features import split_loader
+    from vissl_aasae.interop import torchvision_resnet
+
+    if not Path(FASHION_MNIST, "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("needs the Debian package dataset-fashion-mnist (setup.sh installs it)")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fashion_mnist_study import Evaluator, probes
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    study = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
+    record = study["runs"][f"{variant}_s0"]
+    published = record["epochs"][str(record["target_epochs"])]
+
+    net = torchvision_resnet(18, stem="cifar", width_multiplier=0.25)
+    net.load_state_dict(torch.load(ZOO / f"{variant}_rn18w025_s0.pth", weights_only=True))
+    net.eval()
+    args = types.SimpleNamespace(data=FASHION_MNIST, fit=study["settings"]["fit"], out=str(tmp_path), draws=3)
+    evaluator = Evaluator(args)
+    torch.set_num_threads(2)
+
+    def features(split):
+        with torch.no_grad():
+            xs, ys = zip(*[(net(x), y) for x, y, _ in split_loader(evaluator.config, split, num_workers=0)])
+        return torch.cat(xs), torch.cat(ys)
+
+    measured = probes(*features("TRAIN"), *features("TEST"), draws=3)
+    assert (measured["n_fit"], measured["n_test"]) == (10000, 10000)
+    for key in ("linear_top1", "knn_top1", "linear_top1_100_per_class", "linear_top1_10_per_class"):
+        assert measured[key] == pytest.approx(published[key], abs=0.15), key
