@@ -150,6 +150,7 @@ class Evaluator:
         ]
         _, self.config = compose(overrides)
         _, pretrain = compose(["config=pretrain/aasae/quickstart"])
+        self.pretrain = pretrain
         self.augmented = [dict(t) for t in pretrain.DATA.TRAIN.TRANSFORMS[0]["augmented"]]
         self._labels = {}
 
@@ -188,7 +189,7 @@ class Evaluator:
         self.config.MODEL.WEIGHTS_INIT.PARAMS_FILE = str(checkpoint) if checkpoint else ""
         return build_eval_model(self.config, random_init=checkpoint is None)
 
-    def evaluate(self, checkpoint=None, robustness=False) -> dict:
+    def evaluate(self, checkpoint=None, robustness=False, figure=None) -> dict:
         started = time.time()
         model = self.model(checkpoint)
         train_x, train_y = self._features(model, "TRAIN")
@@ -197,8 +198,32 @@ class Evaluator:
         if robustness:
             extra["aug_x"] = self._features(model, "TEST", augmented=True)[0]
         result = probes(train_x, train_y, test_x, test_y, self.args.draws, **extra)
+        if robustness:
+            result.update(self.views(model, figure))
         result["eval_seconds"] = round(time.time() - started, 1)
         return result
+
+    def views(self, model, figure=None) -> dict:
+        """The paper's Fig. 5 on test images: mean cosine similarity of ``h`` between augmented views of
+        one example and between views of different examples (up to 100 examples x 5 views); the
+        figure (10 examples) when ``figure`` is a path."""
+        from vissl_aasae.visualize.data import open_images, view_transform
+        from vissl_aasae.visualize.view_similarity import plot, view_similarity
+
+        images = open_images(self.pretrain, self.args.data, "fashion_mnist", "test")
+        augment = view_transform(self.pretrain, "augmented")
+        result = view_similarity(model, images, augment, examples=min(100, len(images)), views=5, progress=False)
+        if figure is not None:
+            shown = view_similarity(model, images, augment, examples=10, views=5, progress=False)
+            plot(shown, figure, title=Path(figure).stem.replace("fashion_mnist_view_similarity_", ""))
+        nearest = result.matrix - 2 * np.eye(len(result.matrix))  # each view's most similar *other* view
+        example = np.arange(len(result.matrix)) // result.views
+        return {
+            "view_cos_same": result.same_mean,
+            "view_cos_different": result.different_mean,
+            # scale-free: how often a view's nearest other view is a view of the same image (chance 4/499)
+            "view_retrieval_top1": float(np.mean(example[nearest.argmax(1)] == example) * 100),
+        }
 
 
 def probes(train_x, train_y, test_x, test_y, draws: int, aug_x=None) -> dict:
@@ -302,7 +327,12 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
     folder = Path(args.out) / name
     record = results.run(name)
     last = record["epochs"].get(str(args.epochs)) or {}
-    if "linear_top1_augmented_test" in last:  # finished and fully evaluated (its checkpoints may be gone)
+    figure = view_figure(args, name) if seed == 0 else None
+    if "linear_top1_augmented_test" in last:  # finished and evaluated (its checkpoints may be gone)
+        final = checkpoint_of_epoch(folder, args.epochs, args.epochs) if folder.is_dir() else None
+        if "view_cos_same" not in last and final is not None:  # evaluated before the views were measured
+            last.update(evaluator.views(evaluator.model(final), figure))
+            results.save()
         return
     folder.mkdir(parents=True, exist_ok=True)
     record.update({"variant": variant, "seed": seed, "target_epochs": args.epochs})
@@ -328,7 +358,7 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
                 done = record["epochs"].get(key)
                 if ckpt is None or (done and (not last or "linear_top1_augmented_test" in done)):
                     continue
-                result = evaluator.evaluate(ckpt, robustness=last)
+                result = evaluator.evaluate(ckpt, robustness=last, figure=figure if last else None)
                 result.update(epoch_metrics(folder, epoch, per_epoch))
                 result["checkpoint_time"] = os.path.getmtime(ckpt)
                 record["epochs"][key] = result
@@ -358,10 +388,17 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
             log.close()
 
 
+def view_figure(args, name: str) -> Path:
+    return Path(args.figure).parent / f"fashion_mnist_view_similarity_{name}.png"
+
+
 def baselines(args, evaluator, results: Results) -> None:
     base = results.data["baselines"]
     if "random_init" not in base:
-        base["random_init"] = evaluator.evaluate(None, robustness=True)
+        base["random_init"] = evaluator.evaluate(None, robustness=True, figure=view_figure(args, "random_init"))
+        results.save()
+    elif "view_cos_same" not in base["random_init"]:  # measured before the views were
+        base["random_init"].update(evaluator.views(evaluator.model(None), view_figure(args, "random_init")))
         results.save()
     if "raw_pixels" not in base:
         started = time.time()
@@ -449,6 +486,9 @@ TRAINING = [
     ("train_log_pxz", "log-likelihood of the original (nats/img)", "{:.0f}"),
     ("train_kl", "KL to prior (nats)", "{:.0f}"),
     ("train_posterior_cos_sim_z", "posterior cos (view vs original)", "{:.3f}"),
+    ("view_cos_same", "h cos, views of one test image", "{:.3f}"),
+    ("view_cos_different", "h cos, views of different images", "{:.3f}"),
+    ("view_retrieval_top1", "nearest other view is of the same image (%)", "{:.1f}"),
 ]
 
 
@@ -501,6 +541,10 @@ def comparison(by_variant: dict, base: dict) -> list:
                 values = [v for v in finals([r for r in records if key in r["epochs"][str(final_epoch(r))]], key)]
                 cells.append(fmt.format(np.mean(values)) if values else "-")
             lines.append(f"| {variant.upper()} | " + " | ".join(cells) + " |")
+        random_init = base.get("random_init", {})
+        if "view_cos_same" in random_init:
+            cells = [fmt.format(random_init[key]) if key in random_init else "-" for key, _, fmt in TRAINING]
+            lines.append("| random-init trunk | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -67,6 +67,12 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
         )
         assert "AASAE summary: 4 iterations" in (tmp_path / "out" / name / "pretrain.log").read_text()
     assert "train_posterior_cos_sim_z" in data["runs"]["aasae_s0"]["epochs"]["1"]
+    # the paper's Fig. 5 at the last epoch: views of one test image vs of different images (cosine of h)
+    for record in (*(run["epochs"]["2"] for run in data["runs"].values()), data["baselines"]["random_init"]):
+        assert -1 <= record["view_cos_different"] <= record["view_cos_same"] <= 1
+        assert 0 <= record["view_retrieval_top1"] <= 100
+    for name in ("aasae_s0", "ae_s0", "random_init"):
+        assert (tmp_path / f"fashion_mnist_view_similarity_{name}.png").stat().st_size > 5000, name
     base = data["baselines"]
     # real images: raw pixels and a random trunk are well above chance (10 %) with 200 labelled images
     assert base["raw_pixels"]["linear_top1"] > 40 and base["random_init"]["linear_top1"] > 25
@@ -80,6 +86,15 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text() == log_before
     assert json.loads((tmp_path / "study.json").read_text())["runs"] == data["runs"]
+    # a run evaluated before the views were measured gets them from its final checkpoint, nothing else
+    for key in ("view_cos_same", "view_cos_different", "view_retrieval_top1"):
+        del data["runs"]["aasae_s0"]["epochs"]["2"][key]
+    (tmp_path / "study.json").write_text(json.dumps(data))
+    again = harness(tmp_path, "--runs", "aasae:0,ae:0")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text() == log_before
+    data = json.loads((tmp_path / "study.json").read_text())
+    assert "view_retrieval_top1" in data["runs"]["aasae_s0"]["epochs"]["2"]
     # a fresh clone has the JSON but not the run folders: finished runs are not trained again
     shutil.rmtree(tmp_path / "out")
     fresh = harness(tmp_path, "--runs", "aasae:0,ae:0")
