@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -383,7 +384,13 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
         results.save()
     finally:
         if process is not None and process.poll() is None:
-            process.terminate()
+            # the launcher's own interruption (as Ctrl-C): it exits saving nothing partial and leaves its
+            # run lock, so the same command resumes from the last epoch's checkpoint
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
         if log is not None:
             log.close()
 
@@ -598,6 +605,8 @@ def plot(data: dict, figure: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # `kill` (SIGTERM) unwinds like Ctrl-C: the pretraining subprocess is stopped, not left running
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     args.out = str(Path(args.out).resolve())
     settings = {k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws")}

@@ -4,9 +4,12 @@ The data are Fashion-MNIST IDX files (the Debian package's format) holding real 
 embedded subset: 300 train images, 100 test images."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,11 @@ HARNESS = REPO / "benchmarks" / "fashion_mnist_study.py"
 
 
 def harness(tmp_path, *extra):
-    cmd = [
+    return subprocess.run(harness_command(tmp_path, *extra), capture_output=True, text=True, cwd=tmp_path, timeout=1500)
+
+
+def harness_command(tmp_path, *extra):
+    return [
         sys.executable,
         str(HARNESS),
         "--out",
@@ -42,7 +49,6 @@ def harness(tmp_path, *extra):
         "0",
         *extra,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1500)
 
 
 @pytest.mark.slow
@@ -215,3 +221,55 @@ def test_the_published_miniature_reproduces_its_numbers(variant, tmp_path):
     assert (measured["n_fit"], measured["n_test"]) == (10000, 10000)
     for key in ("linear_top1", "knn_top1", "linear_top1_100_per_class", "linear_top1_10_per_class"):
         assert measured[key] == pytest.approx(published[key], abs=0.15), key
+
+
+def _live_processes_mentioning(text: str) -> list:
+    """PIDs of running (not zombie) processes whose command line contains ``text``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+def test_a_terminated_study_stops_its_pretraining_and_resumes(tmp_path):
+    """`kill` of the harness stops the pretraining it started (no orphan keeps training and holding
+    the run's lock); the same command then continues the run."""
+    write_fashion_mnist_idx(tmp_path / "fmnist", n_train=300, n_test=100)
+    extra = ("--runs", "aasae:0", "--epochs", "6", "--train-images", "300")
+    proc = subprocess.Popen(
+        harness_command(tmp_path, *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path
+    )
+    run_folder = str(tmp_path / "out" / "aasae_s0")
+    try:
+        for line in proc.stdout:
+            if "aasae_s0: pretraining" in line:
+                break
+        deadline = time.time() + 300
+        while not (Path(run_folder) / "model_phase0.torch").exists():  # it has trained an epoch
+            assert time.time() < deadline and proc.poll() is None, "the pretraining did not start"
+            time.sleep(0.5)
+        assert _live_processes_mentioning(f"config.CHECKPOINT.DIR={run_folder}")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=180) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.time() + 30
+    while _live_processes_mentioning(f"config.CHECKPOINT.DIR={run_folder}") and time.time() < deadline:
+        time.sleep(1)
+    assert not _live_processes_mentioning(f"config.CHECKPOINT.DIR={run_folder}")
+    assert not (Path(run_folder) / "model_final_checkpoint_phase5.torch").exists()  # it was stopped mid-run
+    # the same command continues the run from its last saved epoch (the stopped one left nothing in the way)
+    again = harness(tmp_path, *extra)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    log = (Path(run_folder) / "pretrain.log").read_text()
+    assert log.count("\n$ ") + log.startswith("$ ") == 2 and "Resume from file" in log
+    epochs = json.loads((tmp_path / "study.json").read_text())["runs"]["aasae_s0"]["epochs"]
+    assert sorted(epochs, key=int) == ["1", "2", "3", "4", "5", "6"]
