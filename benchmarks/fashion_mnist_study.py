@@ -467,7 +467,7 @@ def report(results: Results, figure: Path) -> str:
                 else "-"
             )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
-    lines += ["", *comparison(by_variant, base)]
+    lines += ["", *comparison(by_variant, base), "", *curves(runs)]
     plot(data, figure)
     return "\n".join(lines)
 
@@ -552,6 +552,26 @@ def comparison(by_variant: dict, base: dict) -> list:
         if "view_cos_same" in random_init:
             cells = [fmt.format(random_init[key]) if key in random_init else "-" for key, _, fmt in TRAINING]
             lines.append("| random-init trunk | " + " | ".join(cells) + " |")
+    return lines
+
+
+def curves(runs: dict) -> list:
+    """The seed-0 curves side by side: linear top-1 / 10-labels-per-class top-1 at every evaluated epoch."""
+    shown = [runs[f"{v}_s0"] for v in ("aasae", "ae", "aaae", "vae") if runs.get(f"{v}_s0", {}).get("epochs")]
+    if not shown:
+        return []
+    lines = [
+        "| epoch | " + " | ".join(f"{r['variant'].upper()} linear / 10 per class" for r in shown) + " |",
+        "|---|" + "---|" * len(shown),
+    ]
+    for epoch in sorted({int(e) for r in shown for e in r["epochs"]}):
+        cells = [
+            f"{r['epochs'][str(epoch)]['linear_top1']:.2f} / {r['epochs'][str(epoch)]['linear_top1_10_per_class']:.2f}"
+            if str(epoch) in r["epochs"]
+            else "-"
+            for r in shown
+        ]
+        lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
     return lines
 
 
