@@ -330,6 +330,7 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
     last = record["epochs"].get(str(args.epochs)) or {}
     figure = view_figure(args, name) if seed == 0 else None
     if "linear_top1_augmented_test" in last:  # finished and evaluated (its checkpoints may be gone)
+        record["seconds_per_epoch_median"] = seconds_per_epoch(record["epochs"])  # derived: today's rule
         final = checkpoint_of_epoch(folder, args.epochs, args.epochs) if folder.is_dir() else None
         if "view_cos_same" not in last and final is not None:  # evaluated before the views were measured
             last.update(evaluator.views(evaluator.model(final), figure))
