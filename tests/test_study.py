@@ -182,7 +182,7 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["aasae"])
+@pytest.mark.parametrize("variant", ["aasae", "ae"])
 def test_the_published_miniature_reproduces_its_numbers(variant, tmp_path):
     """The model zoo's exported trunk (torchvision format, loaded weights-only) gives the study's
     final-epoch numbers through the study's own data and probes: the file is the encoder the table
