@@ -217,10 +217,12 @@ def test_the_published_miniature_reproduces_its_numbers(variant, tmp_path):
             xs, ys = zip(*[(net(x), y) for x, y, _ in split_loader(evaluator.config, split, num_workers=0)])
         return torch.cat(xs), torch.cat(ys)
 
-    measured = probes(*features("TRAIN"), *features("TEST"), draws=3)
+    measured = probes(*features("TRAIN"), *features("TEST"), draws=1)  # the first of the published draws
     assert (measured["n_fit"], measured["n_test"]) == (10000, 10000)
-    for key in ("linear_top1", "knn_top1", "linear_top1_100_per_class", "linear_top1_10_per_class"):
+    for key in ("linear_top1", "knn_top1"):
         assert measured[key] == pytest.approx(published[key], abs=0.15), key
+    for key in ("linear_top1_100_per_class", "linear_top1_10_per_class"):
+        assert measured[key] == pytest.approx(published[f"{key}_draws"][0], abs=0.15), key
 
 
 def _live_processes_mentioning(text: str) -> list:
