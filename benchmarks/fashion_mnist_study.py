@@ -209,21 +209,21 @@ class Evaluator:
         one example and between views of different examples (up to 100 examples x 5 views); the
         figure (10 examples) when ``figure`` is a path."""
         from vissl_aasae.visualize.data import open_images, view_transform
-        from vissl_aasae.visualize.view_similarity import plot, view_similarity
+        from vissl_aasae.visualize.view_similarity import first_examples, nearest_view_top1, plot, view_similarity
 
         images = open_images(self.pretrain, self.args.data, "fashion_mnist", "test")
         augment = view_transform(self.pretrain, "augmented")
         result = view_similarity(model, images, augment, examples=min(100, len(images)), views=5, progress=False)
-        if figure is not None:
-            shown = view_similarity(model, images, augment, examples=10, views=5, progress=False)
-            plot(shown, figure, title=Path(figure).stem.replace("fashion_mnist_view_similarity_", ""))
-        nearest = result.matrix - 2 * np.eye(len(result.matrix))  # each view's most similar *other* view
-        example = np.arange(len(result.matrix)) // result.views
+        if figure is not None:  # the first 10 examples: the same images and views a 10-example draw gives
+            plot(
+                first_examples(result, 10),
+                figure,
+                title=Path(figure).stem.replace("fashion_mnist_view_similarity_", ""),
+            )
         return {
             "view_cos_same": result.same_mean,
             "view_cos_different": result.different_mean,
-            # scale-free: how often a view's nearest other view is a view of the same image (chance 4/499)
-            "view_retrieval_top1": float(np.mean(example[nearest.argmax(1)] == example) * 100),
+            "view_retrieval_top1": nearest_view_top1(result.matrix, result.views),
         }
 
 

@@ -25,7 +25,7 @@ from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 from vissl_aasae.models.posterior import batch_norm_stats_kept
 from vissl_aasae.progress import Progress
 from vissl_aasae.settings import MetricsSettings
-from vissl_aasae.visualize.view_similarity import block_means
+from vissl_aasae.visualize.view_similarity import block_means, nearest_view_top1
 
 NORM_MEAN, NORM_STD = 0.286, 0.353  # the quickstart's Normalize
 BATCH, ITERATIONS, IMAGES = 16, 4, 8
@@ -260,6 +260,10 @@ def test_block_means_of_an_example_major_matrix():
     # 2 examples x 2 views: same-example off-diagonal entries 0.9 and 0.7, different-example 0.1..0.4
     matrix = np.array([[1.0, 0.9, 0.1, 0.2], [0.9, 1.0, 0.3, 0.4], [0.1, 0.3, 1.0, 0.7], [0.2, 0.4, 0.7, 1.0]])
     assert block_means(matrix, 2) == pytest.approx((0.8, 0.25))
+    # every view's nearest other view is its pair: 100 %; lower one pair below a stranger's similarity
+    assert nearest_view_top1(matrix, 2) == 100.0
+    matrix[2, 3] = matrix[3, 2] = 0.35  # view 2 keeps view 3 (0.35 > 0.3); view 3 now nearest to view 1 (0.4)
+    assert nearest_view_top1(matrix, 2) == 75.0
 
 
 @pytest.mark.slow

@@ -50,6 +50,22 @@ def block_means(matrix: np.ndarray, views: int):
     return float(matrix[same & off_diagonal].mean()), float(matrix[~same].mean())
 
 
+def nearest_view_top1(matrix: np.ndarray, views: int) -> float:
+    """Percent of views whose most similar *other* view is a view of the same example (scale-free,
+    unlike the means; chance is (V - 1) / (E*V - 1))."""
+    block_means(matrix, views)  # the same shape checks
+    example = np.arange(matrix.shape[0]) // views
+    nearest = (matrix - 2 * np.eye(matrix.shape[0])).argmax(1)  # cosines are >= -1: the diagonal never wins
+    return float(np.mean(example[nearest] == example) * 100)
+
+
+def first_examples(result: "ViewSimilarity", examples: int) -> "ViewSimilarity":
+    """The first ``examples`` examples of ``result``: the figure of a smaller draw with the same seed."""
+    n = examples * result.views
+    matrix = result.matrix[:n, :n]
+    return ViewSimilarity(matrix, examples, result.views, result.indices[:examples], *block_means(matrix, result.views))
+
+
 def representations(model: nn.Module, batch: torch.Tensor, representation: str = "h") -> torch.Tensor:
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation={representation!r}; allowed: {list(REPRESENTATIONS)}")
