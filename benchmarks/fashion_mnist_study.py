@@ -330,7 +330,6 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
     last = record["epochs"].get(str(args.epochs)) or {}
     figure = view_figure(args, name) if seed == 0 else None
     if "linear_top1_augmented_test" in last:  # finished and evaluated (its checkpoints may be gone)
-        record["seconds_per_epoch_median"] = seconds_per_epoch(record["epochs"])  # derived: today's rule
         final = checkpoint_of_epoch(folder, args.epochs, args.epochs) if folder.is_dir() else None
         if "view_cos_same" not in last and final is not None:  # evaluated before the views were measured
             last.update(evaluator.views(evaluator.model(final), figure))
@@ -379,11 +378,10 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
                 raise SystemExit(
                     f"{name}: pretraining failed (exit {process.returncode}); see {folder / 'pretrain.log'}"
                 )
-            record["pretrain_seconds"] = record.get("pretrain_seconds", 0) + round(time.time() - started)
-        # the epochs' wall time, from the checkpoints' times (includes the evaluations running beside it)
-        record["seconds_per_epoch_median"] = seconds_per_epoch(record["epochs"])
-        results.save()
     finally:
+        if process is not None:  # every call's pretraining time counts, an interrupted one too
+            record["pretrain_seconds"] = record.get("pretrain_seconds", 0) + round(time.time() - started)
+            results.save()
         if process is not None and process.poll() is None:
             # the launcher's own interruption (as Ctrl-C): it exits saving nothing partial and leaves its
             # run lock, so the same command resumes from the last epoch's checkpoint
@@ -468,7 +466,7 @@ def report(results: Results, figure: Path) -> str:
                 else "-"
             )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
-    lines += ["", *comparison(by_variant, base), "", *curves(runs)]
+    lines += ["", *comparison(by_variant, base), "", *curves(runs), "", *wall_times(runs, base)]
     plot(data, figure)
     return "\n".join(lines)
 
@@ -573,6 +571,26 @@ def curves(runs: dict) -> list:
             for r in shown
         ]
         lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def wall_times(runs: dict, base: dict) -> list:
+    """Wall time of each part: pretraining (every call of the command, an interrupted one too), the
+    median epoch from the checkpoints' times (evaluations run beside it), the evaluations."""
+    lines = [
+        "| part | epochs evaluated | median s per epoch | pretraining s (all calls) | evaluations s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, record in sorted(runs.items()):
+        epochs = record["epochs"]
+        per_epoch = seconds_per_epoch(epochs)
+        evaluations = sum(r.get("eval_seconds", 0) for r in epochs.values())
+        median = f"{per_epoch:.0f}" if per_epoch else "-"
+        lines.append(
+            f"| {name} | {len(epochs)} | {median} | {record.get('pretrain_seconds', '-')} | {evaluations:.0f} |"
+        )
+    for key, record in sorted(base.items()):
+        lines.append(f"| baseline {key} | - | - | - | {record.get('eval_seconds', 0):.0f} |")
     return lines
 
 
