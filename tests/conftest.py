@@ -11,6 +11,15 @@ LAUNCHER = REPO / "tools" / "run_distributed_engines.py"
 import vissl_aasae  # noqa: E402,F401  (patches and registrations for in-process tests)
 
 
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (this machine's pid 1 does not reap orphans: a zombie has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def run_launcher(overrides, cwd, timeout=900, env=None):
     """Run tools/run_distributed_engines.py with the given overrides; returns CompletedProcess."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import process_running
 
 from vissl_aasae import compat
 from vissl_aasae.compat import behaviour
@@ -108,14 +109,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return False
-
-
 def _workers_of_a_killed_trainer(mode: str, wait_s: float):
     # output to a file: orphaned workers would hold a pipe open and keep subprocess.run waiting
     with tempfile.TemporaryFile("w+") as log:
@@ -128,7 +121,7 @@ def _workers_of_a_killed_trainer(mode: str, wait_s: float):
     pids = [int(p) for p in text.strip().splitlines()[-1].split()]
     assert len(pids) == 2
     deadline = time.time() + wait_s
-    while time.time() < deadline and any(map(_running, pids)):
+    while time.time() < deadline and any(map(process_running, pids)):
         time.sleep(0.2)
     return pids
 
@@ -137,13 +130,13 @@ def _workers_of_a_killed_trainer(mode: str, wait_s: float):
 def test_dataloader_workers_exit_with_a_killed_trainer():
     orphans = _workers_of_a_killed_trainer("plain", wait_s=3)
     try:  # the bug: torch's watchdog watches the forkserver, which the workers keep alive
-        assert all(map(_running, orphans))
+        assert all(map(process_running, orphans))
     finally:
         for pid in orphans:
-            if _running(pid):
+            if process_running(pid):
                 os.kill(pid, signal.SIGKILL)
     watched = _workers_of_a_killed_trainer("watched", wait_s=15)
-    assert not any(map(_running, watched))
+    assert not any(map(process_running, watched))
 
 
 def test_vissl_dataloaders_get_the_watching_worker_init(monkeypatch):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, process_running
 from fake_data import write_fashion_mnist_idx
 
 HARNESS = REPO / "benchmarks" / "fashion_mnist_study.py"
@@ -84,6 +84,9 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     assert base["raw_pixels"]["linear_top1"] > 40 and base["random_init"]["linear_top1"] > 25
     assert "linear_top1_augmented_test" in base["random_init"]
     assert "| AASAE | 1 | 2 |" in proc.stdout and "| random-init trunk |" in proc.stdout
+    # wall time of every part: the two epochs' checkpoints give one gap; the pretraining time was recorded
+    wall = next(line for line in proc.stdout.splitlines() if line.startswith("| aasae_s0 | 2 |"))
+    assert int(wall.split("|")[4]) > 0 and "seconds_per_epoch_median" not in data["runs"]["aasae_s0"]
     assert (tmp_path / "curves.png").stat().st_size > 10000
 
     # a second call finds everything done: nothing is trained or evaluated again
@@ -226,15 +229,14 @@ def test_the_published_miniature_reproduces_its_numbers(variant, tmp_path):
 
 
 def _live_processes_mentioning(text: str) -> list:
-    """PIDs of running (not zombie) processes whose command line contains ``text``."""
+    """PIDs of live processes whose command line contains ``text``."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if text in cmdline and state != "Z":
+        if text in cmdline and process_running(int(pid)):
             found.append(int(pid))
     return found
 
