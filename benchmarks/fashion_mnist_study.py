@@ -28,7 +28,9 @@ every test image.  Baselines: the random-init trunk (same evaluation) and raw pi
 low-label on the normalised 3x32x32 images).
 
 The run order is ``--runs``: AASAE and AE first (``--epochs``), then VAE and AAAE, then seeds 1 and
-2 of AASAE and of AE.  ``--report-only`` writes ``--figure`` (accuracy vs epoch) and prints the tables.
+2 of AASAE and of the best baseline (``best:SEED``: of AE, AAAE and VAE, the one whose finished seed-0
+run has the highest final linear top-1, chosen when its turn comes).  ``--report-only`` writes
+``--figure`` (accuracy vs epoch) and prints the tables.
 """
 
 import argparse
@@ -46,7 +48,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "tools" / "run_distributed_engines.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
-DEFAULT_RUNS = "aasae:0,ae:0,vae:0,aaae:0,aasae:1,aasae:2,ae:1,ae:2"
+DEFAULT_RUNS = "aasae:0,ae:0,vae:0,aaae:0,aasae:1,aasae:2,best:1,best:2"
+BASELINES = ("ae", "aaae", "vae")
 VARIANTS = ("ae", "aaae", "vae", "aasae")
 LOW_LABEL = (10, 100)  # labelled images per class
 PROBE = {"SOLVER": "lbfgs", "C": 1.0, "MAX_ITER": 500, "STANDARDIZE": True}
@@ -98,8 +101,8 @@ def parse_args(argv=None):
     runs = []
     for item in args.runs.split(","):
         variant, _, seed = item.partition(":")
-        if variant not in VARIANTS or not seed.isdigit():
-            p.error(f"--runs {item!r}: expected variant:seed with variant in {list(VARIANTS)}")
+        if variant not in (*VARIANTS, "best") or not seed.isdigit():
+            p.error(f"--runs {item!r}: expected variant:seed with variant in {[*VARIANTS, 'best']}")
         runs.append((variant, int(seed)))
     args.runs = runs
     return args
@@ -262,6 +265,17 @@ def probes(train_x, train_y, test_x, test_y, draws: int, aug_x=None) -> dict:
 
 
 # --------------------------------------------------------------------------- pretraining
+def best_baseline(runs: dict, epochs: int):
+    """Of the baselines whose seed-0 run finished ``epochs`` epochs, the one with the highest final
+    linear top-1 (None if none has)."""
+    scores = {
+        variant: record["epochs"][str(epochs)]["linear_top1"]
+        for variant in BASELINES
+        if final_epoch(record := runs.get(run_name(variant, 0), {"epochs": {}})) == epochs
+    }
+    return max(scores, key=scores.get) if scores else None
+
+
 def run_name(variant: str, seed: int) -> str:
     return f"{variant}_s{seed}"
 
@@ -664,6 +678,12 @@ def main(argv=None) -> int:
         evaluator = Evaluator(args)
         baselines(args, evaluator, results)
         for variant, seed in args.runs:
+            if variant == "best":
+                variant = best_baseline(results.data["runs"], args.epochs)
+                if variant is None:
+                    print(f"best:{seed}: skipped, no baseline has finished seed 0 ({args.epochs} epochs)", flush=True)
+                    continue
+                print(f"best:{seed}: the best baseline is {variant.upper()}", flush=True)
             study_run(args, evaluator, results, variant, seed)
     print(report(results, Path(args.figure)))
     return 0

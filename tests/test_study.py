@@ -106,8 +106,10 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     assert "view_retrieval_top1" in data["runs"]["aasae_s0"]["epochs"]["2"]
     # a fresh clone has the JSON but not the run folders: finished runs are not trained again
     shutil.rmtree(tmp_path / "out")
-    fresh = harness(tmp_path, "--runs", "aasae:0,ae:0")
+    # best:0 is resolved from the JSON (AE: the only baseline that finished) and is done already
+    fresh = harness(tmp_path, "--runs", "aasae:0,ae:0,best:0")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert "best:0: the best baseline is AE" in fresh.stdout
     assert not (tmp_path / "out" / "aasae_s0").exists() and not (tmp_path / "out" / "ae_s0").exists()
     assert json.loads((tmp_path / "study.json").read_text())["runs"] == data["runs"]
 
@@ -130,6 +132,26 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
     )
     assert proc.returncode == 2 and "--runs 'simclr:1': expected variant:seed" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_best_baseline_is_the_finished_seed_0_with_the_highest_final_linear_top1():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from fashion_mnist_study import best_baseline
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+    def run(linear, last=30, robust=True):
+        final = {"linear_top1": linear, **({"linear_top1_augmented_test": 1.0} if robust else {})}
+        return {"epochs": {"6": {"linear_top1": 99.0}, str(last): final}}
+
+    runs = {"aasae_s0": run(90.0), "ae_s0": run(85.1), "vae_s0": run(84.0), "aaae_s0": run(85.3), "ae_s1": run(89.0)}
+    assert best_baseline(runs, 30) == "aaae"  # AASAE and other seeds do not count
+    runs["aaae_s0"] = run(85.3, robust=False)  # its last epoch not fully evaluated yet: not finished
+    assert best_baseline(runs, 30) == "ae"
+    runs["ae_s0"] = run(86.0, last=20)  # finished a different number of epochs than the study's
+    assert best_baseline(runs, 30) == "vae"
+    assert best_baseline({"aasae_s0": run(90.0)}, 30) is None
 
 
 def test_seconds_per_epoch_divides_each_gap_by_the_epochs_it_spans():
