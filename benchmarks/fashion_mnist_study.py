@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "tools" / "run_distributed_engines.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 DEFAULT_RUNS = "aasae:0,ae:0,vae:0,aaae:0,aasae:1,aasae:2,best:1,best:2"
-BASELINES = ("ae", "aaae", "vae")
 VARIANTS = ("ae", "aaae", "vae", "aasae")
+BASELINES = tuple(v for v in VARIANTS if v != "aasae")
 LOW_LABEL = (10, 100)  # labelled images per class
 PROBE = {"SOLVER": "lbfgs", "C": 1.0, "MAX_ITER": 500, "STANDARDIZE": True}
 MODEL = ["+config/pretrain/aasae/models=resnet18_w0.25", "config.MODEL.AASAE.LATENT_DIM=64"]

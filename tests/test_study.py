@@ -17,6 +17,10 @@ from conftest import REPO, process_running
 from fake_data import write_fashion_mnist_idx
 
 HARNESS = REPO / "benchmarks" / "fashion_mnist_study.py"
+sys.path.insert(0, str(HARNESS.parent))
+import fashion_mnist_study as study  # noqa: E402  (the harness is a script, not a package module)
+
+sys.path.remove(str(HARNESS.parent))
 
 
 def harness(tmp_path, *extra):
@@ -135,11 +139,7 @@ def test_bad_runs_are_refused_before_any_work(tmp_path):
 
 
 def test_the_best_baseline_is_the_finished_seed_0_with_the_highest_final_linear_top1():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fashion_mnist_study import best_baseline
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    best_baseline = study.best_baseline
 
     def run(linear, last=30, robust=True):
         final = {"linear_top1": linear, **({"linear_top1_augmented_test": 1.0} if robust else {})}
@@ -155,11 +155,7 @@ def test_the_best_baseline_is_the_finished_seed_0_with_the_highest_final_linear_
 
 
 def test_seconds_per_epoch_divides_each_gap_by_the_epochs_it_spans():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fashion_mnist_study import seconds_per_epoch
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    seconds_per_epoch = study.seconds_per_epoch
     # epochs 1-3 evaluated one by one (100 s each), then every 3rd (300 s per gap: still 100 s per epoch)
     epochs = {str(e): {"checkpoint_time": 1000.0 + 100 * e} for e in (1, 2, 3, 6, 9, 12)}
     assert seconds_per_epoch(epochs) == pytest.approx(100.0)
@@ -167,11 +163,7 @@ def test_seconds_per_epoch_divides_each_gap_by_the_epochs_it_spans():
 
 
 def test_a_difference_smaller_than_the_seed_spread_is_reported_as_none():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fashion_mnist_study import comparison, verdict
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    comparison, verdict = study.comparison, study.verdict
     assert verdict([85.0, 86.0, 85.5], [84.0, 84.2, 84.1]) == "**+1.40** (AASAE ahead: spread 1.00)"
     assert verdict([85.0, 86.0], [85.2, 85.4]) == "+0.20 (no difference: spread 1.00)"
     assert verdict([83.0, 83.2], [86.0, 86.1]) == "**-2.95** (AASAE behind: spread 0.20)"
@@ -221,19 +213,15 @@ def test_the_published_miniature_reproduces_its_numbers(variant, tmp_path):
 
     if not Path(FASHION_MNIST, "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("needs the Debian package dataset-fashion-mnist (setup.sh installs it)")
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from fashion_mnist_study import Evaluator, probes
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    study = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
-    record = study["runs"][f"{variant}_s0"]
+    Evaluator, probes = study.Evaluator, study.probes
+    results = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
+    record = results["runs"][f"{variant}_s0"]
     published = record["epochs"][str(record["target_epochs"])]
 
     net = torchvision_resnet(18, stem="cifar", width_multiplier=0.25)
     net.load_state_dict(torch.load(ZOO / f"{variant}_rn18w025_s0.pth", weights_only=True))
     net.eval()
-    args = types.SimpleNamespace(data=FASHION_MNIST, fit=study["settings"]["fit"], out=str(tmp_path), draws=3)
+    args = types.SimpleNamespace(data=FASHION_MNIST, fit=results["settings"]["fit"], out=str(tmp_path), draws=3)
     evaluator = Evaluator(args)
     torch.set_num_threads(2)
 
