@@ -116,12 +116,13 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     assert "best:0: the best baseline is AE" in fresh.stdout
     assert not (tmp_path / "out" / "aasae_s0").exists() and not (tmp_path / "out" / "ae_s0").exists()
     assert json.loads((tmp_path / "study.json").read_text())["runs"] == data["runs"]
-    # another seed only enters the seed table: evaluated at its last epoch only (the views are seed 0's)
+    # another seed only enters the seed table: evaluated at its last epoch only (no view figure: seed 0's)
     seed = harness(tmp_path, "--runs", "aasae:1")
     assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr[-3000:]
     record = json.loads((tmp_path / "study.json").read_text())["runs"]["aasae_s1"]
     assert list(record["epochs"]) == ["2"] and "linear_top1_augmented_test" in record["epochs"]["2"]
     assert "| AASAE | 2 | 2 |" in seed.stdout
+    assert not (tmp_path / "fashion_mnist_view_similarity_aasae_s1.png").exists()
 
 
 def test_bad_runs_are_refused_before_any_work(tmp_path):
