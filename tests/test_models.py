@@ -253,41 +253,34 @@ def test_mismatches_fail_at_build_time(overrides, message):
         build(overrides)
 
 
-def adam_trajectory(overrides, steps=3, eps=1e-8):
-    """Parameters after `steps` Adam updates of the quickstart model on fixed random images, with the
-    same initialisation and the same latent noise for every call."""
+def first_gradients(overrides):
+    """Every parameter's gradient of the first loss of the quickstart model on fixed random images, with
+    the same initialisation and the same latent noise for every call."""
     torch.manual_seed(0)
     config, model = build(overrides)
     loss_fn = AASAELoss.from_config(config.LOSS.aasae_loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=eps)
     x = torch.randn(4, 3, 32, 32)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss_fn(model(x)[0], x).backward()
-        optimizer.step()
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+    loss_fn(model(x)[0], x).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
 def test_fixed_log_scale_only_rescales_aasae_gradients():
-    """With kl_coeff 0, a fixed log_scale s multiplies the loss by exp(-s) (plus a constant), so every
-    gradient by the same factor, which Adam's update m / (sqrt(v) + eps) divides out where gradients
-    are well above eps.  With a KL term (VAE) the scale sets the KL's relative weight and the runs
-    differ.  Measured after 3 steps with the reference init, |difference| / |displacement|:
-    Adam eps 1e-20: log_scale -2 vs 0: 0.006, 1 vs 0: 0.039, VAE -2 vs 0: 0.216; with Adam's default
-    eps 1e-8 the reference decoder's tiny early gradients (PyTorch init, no BN) feel eps: 0.085 and
-    0.137, so at the start of training a fixed log_scale does change AASAE's trajectory a little."""
-    eps = 1e-20
-    start = adam_trajectory([], steps=0, eps=eps)
-    base = adam_trajectory([], eps=eps)
-    moved = (base - start).norm()
+    """With kl_coeff 0, a fixed log_scale s (scale = exp(s / 2)) multiplies the loss by exp(-s) (plus a
+    constant), so every gradient by that same factor, which Adam's update m / (sqrt(v) + eps) divides
+    out where gradients are well above eps: the fixed value does not matter to AASAE.  With a KL term
+    (VAE) the scale sets the KL's relative weight, and the gradients are not proportional.
 
-    def relative(a, b):
-        return ((a - b).norm() / moved).item()
-
+    The property is asserted on the gradients themselves: comparing Adam trajectories after a few
+    steps (as this test once did, eps 1e-20) depends on the signs of gradients that are rounding
+    noise, which Adam's first steps turn into full-size moves; after 3 steps the relative difference
+    was 0.006 on one CPU and 0.10 on another (AVX-512), with the same code and torch."""
+    base = first_gradients([])
     for value in (-2.0, 1.0):
-        assert relative(adam_trajectory([f"config.MODEL.AASAE.LOG_SCALE={value}"], eps=eps), base) < 0.06, value
+        scaled = first_gradients([f"config.MODEL.AASAE.LOG_SCALE={value}"])
+        expected = base * torch.exp(torch.tensor(-value))
+        assert ((scaled - expected).norm() / expected.norm()).item() < 1e-4, value
     vae = ["+config/pretrain/aasae/variant=vae"]
-    assert (
-        relative(adam_trajectory([*vae, "config.MODEL.AASAE.LOG_SCALE=-2.0"], eps=eps), adam_trajectory(vae, eps=eps))
-        > 0.15
-    )
+    vae_base = first_gradients(vae)
+    vae_scaled = first_gradients([*vae, "config.MODEL.AASAE.LOG_SCALE=-2.0"])
+    expected = vae_base * torch.exp(torch.tensor(2.0))
+    assert ((vae_scaled - expected).norm() / expected.norm()).item() > 0.05
