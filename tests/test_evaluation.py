@@ -581,9 +581,8 @@ def constant_prediction_loss() -> float:
 @pytest.mark.slow
 def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
     """The mean loss of the last 15 iterations is >= 12 % below what a constant image scores
-    (~4270 nats), i.e. the decoder reconstructs the images, not their average.  Measured: 5373
-    (iterations 0-14, random decoder) -> 3366 (iterations 141-155).  With PyTorch's default decoder
-    init (MODEL.AASAE.DECODER_INIT=pytorch, the authors' code) the loss stayed at ~4250 for 80 iterations."""
+    (~4250 nats), i.e. the decoder reconstructs the images, not their average.  Measured 2026-12-04
+    (the reference's decoder and init): 4215 (iterations 0-14) -> 3438 (iterations 141-155)."""
     ckpt_dir, stdout = quickstart_run
     losses = [json.loads(line)["loss"] for line in (ckpt_dir / "aasae_metrics.json").read_text().splitlines()]
     assert len(losses) == 156
@@ -599,21 +598,29 @@ def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
     assert summary in stdout
 
 
-# Measured (2026-11-22, 2 cores), linear / kNN top-1 %, fit on the 5000 embedded train images, 1000
-# embedded test images reported: random-init trunk 79.9 / 77.5; this fixture's checkpoint (156
-# iterations) 82.2 / 75.8; 80 iterations (the README's quickstart) 80.7 / 74.8.  With PyTorch's
-# default decoder init, 40 iterations gave 80.1 / 72.4.  Full Fashion-MNIST, 200 iterations: see
-# docs/RESULTS.md (AASAE 83.3 vs random 80.8 linear).
-LINEAR_MARGIN = 0.5  # points of linear top-1 the quickstart checkpoint must be above the random trunk
+# Measured 2026-12-04 (2 cores, AVX-512): this fixture's run with SEED_VALUE 0 / 1 / 2 against the
+# random trunk of the same seed, linear / kNN top-1 %.
+#   embedded (5000 fit, 1000 test)   checkpoint 79.8 / 79.7 / 80.0, kNN 71.9 / 72.5 / 71.7
+#                                    random     79.9 / 80.5 / 77.3, kNN 77.5 / 77.5 / 75.7
+#   full Fashion-MNIST (10k, 10k)    checkpoint 81.76 / 80.01 / 81.71, kNN 73.9 / 73.2 / 73.6
+#                                    random     80.75 / 82.02 / 81.30, kNN 78.1 / 78.1 / 77.6
+# 156 iterations move the linear probe by less than random inits differ from each other (checkpoint
+# minus random: +1.0 / -2.0 / +0.4 on 10k test images) and cost ~4 points of kNN.  An earlier CPU gave
+# 82.2 linear for seed 0 with the same code, this one 79.8.  So this test asserts the pipeline and
+# that the trunk is not broken, not a margin; the margin over random is asserted on the study's
+# 30-epoch trunk (tests/test_study.py: +7.6 linear on 10k test images).
+NOT_BROKEN = 3.0  # points of linear top-1 the checkpoint may fall below the random trunk (measured -0.1)
 
 
 @pytest.mark.slow
-def test_quickstart_checkpoint_beats_random_init_on_held_out_fashion_mnist(tmp_path, quickstart_checkpoint):
+def test_quickstart_checkpoint_evaluates_on_held_out_fashion_mnist(tmp_path, quickstart_checkpoint):
     """Quickstart checkpoint -> linear probe and kNN on real held-out images (embedded Fashion-MNIST test split).
 
     The pretrained and a randomly initialised trunk are evaluated the same way (the 5000 embedded
-    train images fit, the 1000 test images reported).  Asserted: both far above chance (10 %), and the
-    pretrained trunk's linear top-1 above the random trunk's by LINEAR_MARGIN (measured +2.3).
+    train images fit, the 1000 test images reported).  Asserted: the command's line and JSON agree,
+    both trunks are far above chance (10 %), and the trained trunk's linear top-1 is within
+    NOT_BROKEN points of the random trunk's or above it (a diverged or mis-loaded trunk falls to
+    chance).
     """
     out = subprocess.run(
         [
@@ -642,4 +649,4 @@ def test_quickstart_checkpoint_beats_random_init_on_held_out_fashion_mnist(tmp_p
     assert (pretrained["n_train"], pretrained["n_test"], random["n_test"]) == (5000, 1000, 1000)
     assert pretrained["linear_top1"] > 60.0 and random["linear_top1"] > 60.0  # chance: 10 %
     assert pretrained["knn_top1"] > 50.0 and random["knn_top1"] > 50.0
-    assert pretrained["linear_top1"] > random["linear_top1"] + LINEAR_MARGIN
+    assert pretrained["linear_top1"] > random["linear_top1"] - NOT_BROKEN

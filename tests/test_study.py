@@ -205,12 +205,15 @@ ZOO = REPO / "model_zoo" / "fashion_mnist"
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("variant", "seed"), [("aasae", 0), ("ae", 0), ("aaae", 1)])
-def test_the_published_miniature_reproduces_its_numbers(variant, seed, tmp_path):
-    """The model zoo's exported trunk (torchvision format, loaded weights-only) gives the study's
-    final-epoch numbers through the study's own data and probes: the file is the encoder the table
-    describes."""
+PUBLISHED = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def zoo_probe(tmp_path_factory):
+    """``probe(variant, seed)``: the study's probes (the first of the published draws) on the features
+    of the model zoo's exported trunk (torchvision format, loaded weights-only); ``probe(None)``: on the
+    study's random-init trunk, through the study's own feature path.  The study's data and fit/test
+    splits; each trunk measured once per module."""
     import types
 
     import torch
@@ -220,29 +223,64 @@ def test_the_published_miniature_reproduces_its_numbers(variant, seed, tmp_path)
 
     if not Path(FASHION_MNIST, "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("needs the Debian package dataset-fashion-mnist (setup.sh installs it)")
-    Evaluator, probes = study.Evaluator, study.probes
-    results = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
-    record = results["runs"][f"{variant}_s{seed}"]
-    published = record["epochs"][str(record["target_epochs"])]
-
-    net = torchvision_resnet(18, stem="cifar", width_multiplier=0.25)
-    net.load_state_dict(torch.load(ZOO / f"{variant}_rn18w025_s{seed}.pth", weights_only=True))
-    net.eval()
-    args = types.SimpleNamespace(data=FASHION_MNIST, fit=results["settings"]["fit"], out=str(tmp_path), draws=3)
-    evaluator = Evaluator(args)
+    args = types.SimpleNamespace(
+        data=FASHION_MNIST, fit=PUBLISHED["settings"]["fit"], out=str(tmp_path_factory.mktemp("zoo")), draws=3
+    )
+    evaluator = study.Evaluator(args)
     torch.set_num_threads(2)
+    measured = {}
 
-    def features(split):
+    def zoo_features(net, split):
         with torch.no_grad():
             xs, ys = zip(*[(net(x), y) for x, y, _ in split_loader(evaluator.config, split, num_workers=0)])
         return torch.cat(xs), torch.cat(ys)
 
-    measured = probes(*features("TRAIN"), *features("TEST"), draws=1)  # the first of the published draws
+    def probe(variant, seed=0):
+        if (variant, seed) not in measured:
+            if variant is None:
+                model = evaluator.model(None)
+                (train_x, train_y), (test_x, test_y) = (evaluator._features(model, s) for s in ("TRAIN", "TEST"))
+            else:
+                net = torchvision_resnet(18, stem="cifar", width_multiplier=0.25)
+                net.load_state_dict(torch.load(ZOO / f"{variant}_rn18w025_s{seed}.pth", weights_only=True))
+                net.eval()
+                (train_x, train_y), (test_x, test_y) = (zoo_features(net, s) for s in ("TRAIN", "TEST"))
+            measured[variant, seed] = study.probes(train_x, train_y, test_x, test_y, draws=1)
+        return measured[variant, seed]
+
+    return probe
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("variant", "seed"), [("aasae", 0), ("ae", 0), ("aaae", 1)])
+def test_the_published_miniature_reproduces_its_numbers(variant, seed, zoo_probe):
+    """The model zoo's exported trunk gives the study's final-epoch numbers through the study's own
+    data and probes: the file is the encoder the table describes."""
+    record = PUBLISHED["runs"][f"{variant}_s{seed}"]
+    published = record["epochs"][str(record["target_epochs"])]
+    measured = zoo_probe(variant, seed)
     assert (measured["n_fit"], measured["n_test"]) == (10000, 10000)
     for key in ("linear_top1", "knn_top1"):
         assert measured[key] == pytest.approx(published[key], abs=0.15), key
     for key in ("linear_top1_100_per_class", "linear_top1_10_per_class"):
         assert measured[key] == pytest.approx(published[f"{key}_draws"][0], abs=0.15), key
+
+
+@pytest.mark.slow
+def test_the_published_aasae_trunk_beats_the_random_trunk(zoo_probe):
+    """The issue's bar "at least 5 points above the random-init trunk" on 10k held-out images: the
+    study's random trunk re-measured (its published numbers reproduce) against the published AASAE
+    trunk (seed 0, 30 epochs).  Published, first draws: linear 85.65 vs 78.09, kNN 82.88 vs 76.19,
+    10 labels per class 74.54 vs 60.79.  (The quickstart's 156 iterations are too few for any margin:
+    tests/test_evaluation.py.)"""
+    random, aasae = zoo_probe(None), zoo_probe("aasae", 0)
+    published = PUBLISHED["baselines"]["random_init"]
+    assert random["linear_top1"] == pytest.approx(published["linear_top1"], abs=0.15)
+    assert random["knn_top1"] == pytest.approx(published["knn_top1"], abs=0.15)
+    print(f"random trunk {random}\nAASAE s0 {aasae}")
+    assert aasae["linear_top1"] > random["linear_top1"] + 5
+    assert aasae["knn_top1"] > random["knn_top1"] + 3
+    assert aasae["linear_top1_10_per_class"] > random["linear_top1_10_per_class"] + 5
 
 
 def _live_processes_mentioning(text: str) -> list:
