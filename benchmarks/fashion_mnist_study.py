@@ -337,10 +337,13 @@ def epoch_metrics(folder: Path, epoch: int, per_epoch: int) -> dict:
     return {f"train_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys if any(k in r for r in rows)}
 
 
-def seconds_per_epoch(epochs: dict):
-    """Median wall time per epoch from the checkpoint times of the evaluated epochs (not every epoch is
-    evaluated: each gap is divided by the epochs it spans); None with fewer than two."""
-    done = sorted((int(e), r["checkpoint_time"]) for e, r in epochs.items() if "checkpoint_time" in r)
+def seconds_per_epoch(record: dict):
+    """Median wall time per epoch from the checkpoint times of a run: every epoch's as the harness saw
+    its checkpoint (``checkpoint_times``), and the evaluated epochs' (records made before every epoch's
+    time was kept); each gap is divided by the epochs it spans.  None with fewer than two."""
+    times = {int(e): r["checkpoint_time"] for e, r in record["epochs"].items() if "checkpoint_time" in r}
+    times.update((int(e), t) for e, t in record.get("checkpoint_times", {}).items())
+    done = sorted(times.items())
     rates = [(t1 - t0) / (e1 - e0) for (e0, t0), (e1, t1) in zip(done, done[1:])]
     return float(np.median(rates)) if rates else None
 
@@ -370,15 +373,19 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
         started = time.time()
         print(f"{name}: pretraining {args.epochs} epochs (log {folder / 'pretrain.log'})", flush=True)
+    times = record.setdefault("checkpoint_times", {})
     try:
         while True:
             for epoch in range(1, args.epochs + 1):
+                key = str(epoch)
+                ckpt = checkpoint_of_epoch(folder, epoch, args.epochs)
+                if ckpt is not None and key not in times:  # every epoch's, evaluated or not
+                    times[key] = os.path.getmtime(ckpt)
+                    results.save()
                 if not (epoch <= 6 or epoch % args.eval_every == 0 or epoch == args.epochs):
                     continue
                 if seed != 0 and not args.seed_curves and epoch != args.epochs:
                     continue
-                key = str(epoch)
-                ckpt = checkpoint_of_epoch(folder, epoch, args.epochs)
                 last = epoch == args.epochs
                 done = record["epochs"].get(key)
                 if ckpt is None or (done and (not last or "linear_top1_augmented_test" in done)):
@@ -608,7 +615,7 @@ def wall_times(runs: dict, base: dict) -> list:
     ]
     for name, record in sorted(runs.items()):
         epochs = record["epochs"]
-        per_epoch = seconds_per_epoch(epochs)
+        per_epoch = seconds_per_epoch(record)
         evaluations = sum(r.get("eval_seconds", 0) for r in epochs.values())
         median = f"{per_epoch:.0f}" if per_epoch else "-"
         lines.append(

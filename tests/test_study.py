@@ -122,6 +122,10 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     record = json.loads((tmp_path / "study.json").read_text())["runs"]["aasae_s1"]
     assert list(record["epochs"]) == ["2"] and "linear_top1_augmented_test" in record["epochs"]["2"]
     assert "| AASAE | 2 | 2 |" in seed.stdout
+    # its time per epoch comes from both epochs' checkpoints, though only the last was evaluated
+    assert sorted(record["checkpoint_times"], key=int) == ["1", "2"]
+    wall = next(line for line in seed.stdout.splitlines() if line.startswith("| aasae_s1 | 1 |"))
+    assert float(wall.split("|")[3]) > 0
     assert not (tmp_path / "fashion_mnist_view_similarity_aasae_s1.png").exists()
 
 
@@ -165,8 +169,11 @@ def test_seconds_per_epoch_divides_each_gap_by_the_epochs_it_spans():
     seconds_per_epoch = study.seconds_per_epoch
     # epochs 1-3 evaluated one by one (100 s each), then every 3rd (300 s per gap: still 100 s per epoch)
     epochs = {str(e): {"checkpoint_time": 1000.0 + 100 * e} for e in (1, 2, 3, 6, 9, 12)}
-    assert seconds_per_epoch(epochs) == pytest.approx(100.0)
-    assert seconds_per_epoch({"4": {"checkpoint_time": 5.0}}) is None
+    assert seconds_per_epoch({"epochs": epochs}) == pytest.approx(100.0)
+    assert seconds_per_epoch({"epochs": {"4": {"checkpoint_time": 5.0}}}) is None
+    # a seed evaluated at its last epoch only: the times of the epochs it did not evaluate count
+    last_only = {"epochs": {"30": {"checkpoint_time": 3000.0}}, "checkpoint_times": {"28": 2800.0, "29": 2900.0}}
+    assert seconds_per_epoch(last_only) == pytest.approx(100.0)
 
 
 def test_a_difference_smaller_than_the_seed_spread_is_reported_as_none():
