@@ -267,3 +267,33 @@ def test_ctrl_c_in_a_rank_is_not_swallowed_by_vissl(monkeypatch):
         pytest.fail("TrainingInterrupted must not be caught as a KeyboardInterrupt or RuntimeError")
     except compat.TrainingInterrupted:
         pass
+
+
+def _red_and_label(sample):
+    return sample[0].getpixel((0, 0))[0], sample[1]
+
+
+def test_image_folders_reach_spawned_dataloader_workers(tmp_path):
+    """The patched ImageFolder (empty class folders, lazy decoding) is pickled into DataLoader workers
+    started by spawn or forkserver (VISSL's default): as a local class it could not be (issue 28)."""
+    import pickle
+
+    from PIL import Image
+    from vissl.data import disk_dataset
+
+    for name in ("a", "b", "empty"):
+        (tmp_path / name).mkdir()
+    for i, name in enumerate(("a", "a", "b")):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / name / f"{i}.png")
+    dataset = disk_dataset.ImageFolder(str(tmp_path))
+    assert type(dataset) is behaviour.ImageFolderAllowingEmptyClasses
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert [t for _, t in copy.samples] == [0, 0, 1] and copy[2][1] == 1
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=1,
+        multiprocessing_context="spawn",
+        collate_fn=_red_and_label,
+    )
+    assert sorted(loader) == [(0, 0), (40, 0), (80, 1)]

@@ -9,6 +9,7 @@ import os
 import sys
 
 import torch
+from torchvision.datasets import ImageFolder
 
 from vissl_aasae.compat._patching import _once
 from vissl_aasae.data.workers import watch_main_process
@@ -200,31 +201,28 @@ class _LazySample:
         return self.folder.samples[self.index][0]
 
 
-def _image_folder_allowing_empty_classes():
-    from torchvision.datasets import ImageFolder
+class ImageFolderAllowingEmptyClasses(ImageFolder):
+    """torchvision's ImageFolder that skips empty class folders (with a warning) instead of refusing
+    them.  Also: items decode lazily, because VISSL's disk_folder reads ``dataset[idx]`` once outside
+    its try/except (an unreadable file then kills the run instead of being skipped) and once inside
+    (every image decoded twice).  Defined at module level: DataLoader workers started by spawn or
+    forkserver (VISSL's default) receive the dataset pickled, which needs the class by name."""
 
-    class ImageFolderAllowingEmptyClasses(ImageFolder):
-        """Also: items decode lazily, because VISSL's disk_folder reads ``dataset[idx]`` once outside its
-        try/except (an unreadable file then kills the run instead of being skipped) and once inside
-        (every image decoded twice)."""
+    def decode(self, path):
+        image = self.loader(path)
+        return self.transform(image) if self.transform is not None else image
 
-        def decode(self, path):
-            image = self.loader(path)
-            return self.transform(image) if self.transform is not None else image
+    def __getitem__(self, index):
+        return _LazySample(self, index)
 
-        def __getitem__(self, index):
-            return _LazySample(self, index)
-
-        def __init__(self, root, *args, **kwargs):
-            kwargs.setdefault("allow_empty", True)
-            super().__init__(root, *args, **kwargs)
-            empty = sorted(set(self.classes) - {self.classes[t] for t in self.targets})
-            if empty:
-                logging.warning(f"{root}: {len(empty)} empty class folder(s) skipped: {empty[:10]}")
-            if not self.samples:
-                raise FileNotFoundError(f"{root} holds no image files")
-
-    return ImageFolderAllowingEmptyClasses
+    def __init__(self, root, *args, **kwargs):
+        kwargs.setdefault("allow_empty", True)
+        super().__init__(root, *args, **kwargs)
+        empty = sorted(set(self.classes) - {self.classes[t] for t in self.targets})
+        if empty:
+            logging.warning(f"{root}: {len(empty)} empty class folder(s) skipped: {empty[:10]}")
+        if not self.samples:
+            raise FileNotFoundError(f"{root} holds no image files")
 
 
 @_once
@@ -232,7 +230,7 @@ def patch_empty_class_folders():
     """VISSL's disk_folder: torchvision's ImageFolder refuses one empty class folder, and a corrupt image is read outside VISSL's try/except."""  # noqa: E501 (the patch's one-line reason)
     from vissl.data import disk_dataset
 
-    disk_dataset.ImageFolder = _image_folder_allowing_empty_classes()
+    disk_dataset.ImageFolder = ImageFolderAllowingEmptyClasses
 
 
 def vissl_worker_init(worker_id: int) -> None:
