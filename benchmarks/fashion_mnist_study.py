@@ -4,6 +4,7 @@
     python benchmarks/fashion_mnist_study.py --out runs/study                        # the whole study
     python benchmarks/fashion_mnist_study.py --out runs/study --runs aasae:0,ae:0   # some runs only
     python benchmarks/fashion_mnist_study.py --out runs/study --report-only          # tables + plot
+    python benchmarks/fashion_mnist_study.py --out runs/study_b --views cifar10     # Study B (issue 29)
 
 One command, resumable: it skips what is done (a run's epochs already evaluated, finished runs,
 the baselines) and continues what is not (a killed pretraining resumes from its last epoch's
@@ -15,7 +16,11 @@ d = 64, PyTorch's default decoder init and the reference's original-image pass (
 choices).  Pretraining: ``--train-images`` (20k) Fashion-MNIST training images (a fixed random
 subset, labels unused) through VISSL's launcher, batch 128, Adam at a constant 1e-3, the
 quickstart's augmentations (crops of 30-100 % of the area, flips, brightness/contrast jitter),
-fixed log-scale 0; only the variant mix-in (and the seed) differ between runs.
+fixed log-scale 0; only the variant mix-in (and the seed) differ between runs.  ``--views cifar10``
+(Study B) replaces the augmented view by the one ``pretrain/aasae/cifar10`` declares (the reference's
+CIFAR-10 pipeline: RandomResizedCrop at its default scale 0.08-1, flips, colour distortion at strength
+0.5), read from that config, for pretraining and for the robustness and view-similarity probes alike;
+its results, figures and default runs (AASAE and AAAE, seeds 0-2) are its own (``study_name``).
 
 After epochs 1-6, then every ``--eval-every`` (3) epochs and after the last, the encoder's ``h`` is
 evaluated (eval-mode BatchNorm, the test transform):
@@ -52,6 +57,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "tools" / "run_distributed_engines.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 DEFAULT_RUNS = "aasae:0,ae:0,vae:0,aaae:0,aasae:1,best:1,aasae:2,best:2"
+# --views: the pretraining config whose augmented view the runs use; Study B's runs: the AE and VAE
+# never see a view, so only AASAE and AAAE are run again
+VIEWS = {"quickstart": DEFAULT_RUNS, "cifar10": "aasae:0,aaae:0,aasae:1,aaae:1,aasae:2,aaae:2"}
 VARIANTS = ("ae", "aaae", "vae", "aasae")
 BASELINES = tuple(v for v in VARIANTS if v != "aasae")
 LOW_LABEL = (10, 100)  # labelled images per class
@@ -68,16 +76,24 @@ def parse_args(argv=None):
         "--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX .gz files (default %(default)s)"
     )
     p.add_argument(
+        "--views",
+        choices=sorted(VIEWS),
+        default="quickstart",
+        help="the augmented view: the quickstart's (crops of 30-100%% of the area) or the one "
+        "pretrain/aasae/cifar10 declares (the reference's CIFAR-10 pipeline) (default %(default)s)",
+    )
+    p.add_argument(
         "--results",
-        default=str(ROOT / "docs" / "results" / "fashion_mnist_study.json"),
-        help="JSON of every number (default %(default)s)",
+        default=None,
+        help="JSON of every number (default docs/results/<study>.json, <study> from --views)",
     )
     p.add_argument(
         "--figure",
-        default=str(ROOT / "docs" / "figures" / "fashion_mnist_curves.png"),
-        help="accuracy-vs-epoch plot (default %(default)s)",
+        default=None,
+        help="accuracy-vs-epoch plot (default docs/figures/<study>_curves.png); the view-similarity "
+        "figures go beside it",
     )
-    p.add_argument("--runs", default=DEFAULT_RUNS, help="variant:seed pairs, in order (default %(default)s)")
+    p.add_argument("--runs", default=None, help="variant:seed pairs, in order (default: the study's, see VIEWS)")
     p.add_argument("--epochs", type=int, default=30, help="pretraining epochs per run (default %(default)s)")
     p.add_argument("--train-images", type=int, default=20000, help="pretraining images (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=128, help="pretraining batch (default %(default)s)")
@@ -104,6 +120,11 @@ def parse_args(argv=None):
         "missing from --out is copied there first, so its pretraining resumes from its saved checkpoint",
     )
     args = p.parse_args(argv)
+    name = study_name(args.views)
+    args.results = args.results or str(ROOT / "docs" / "results" / f"{name}.json")
+    args.figure = args.figure or str(ROOT / "docs" / "figures" / f"{name.removesuffix('_study')}_curves.png")
+    args.runs = args.runs or VIEWS[args.views]
+    args.data = str(Path(args.data).resolve())  # the pretraining runs in its own folder
     if not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
         p.error(f"--data {args.data}: no train-images-idx3-ubyte.gz there (apt install dataset-fashion-mnist)")
     runs = []
@@ -116,6 +137,40 @@ def parse_args(argv=None):
     return args
 
 
+def study_name(views: str) -> str:
+    """The name of a study's results: the published one keeps its name, Study B (issue 29) its own."""
+    return "fashion_mnist_study" if views == "quickstart" else "fashion_mnist_paper_views_study"
+
+
+def views_overrides(views: str) -> list:
+    """Overrides of the quickstart config that give its runs the augmented view of ``pretrain/aasae/<views>``
+    (read from that config, with the quickstart's data set mix-in for its normalisation: not declared
+    again here); none for the quickstart's own."""
+    if views == "quickstart":
+        return []
+    from vissl_aasae.launcher import compose
+
+    _, quickstart = compose(["config=pretrain/aasae/quickstart"])
+    dataset = f"+config/pretrain/aasae/datasets={quickstart.AASAE_DATASET.NAME}"
+    (other,) = compose([f"config=pretrain/aasae/{views}", dataset])[1].DATA.TRAIN.TRANSFORMS
+    (ours,) = quickstart.DATA.TRAIN.TRANSFORMS
+    pair = {"name": "AASAEViews", "original": ours["original"], "augmented": other["augmented"]}
+    return [f"config.DATA.TRAIN.TRANSFORMS=[{hydra_value(pair)}]"]
+
+
+def hydra_value(value) -> str:
+    """``value`` (dicts, lists, strings, numbers, booleans) in Hydra's override grammar."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 # --------------------------------------------------------------------------- results file
 class Results:
     """The study's JSON: written after every evaluation (atomically), read back on a restart."""
@@ -125,6 +180,17 @@ class Results:
         self.data = json.loads(path.read_text()) if path.exists() else {}
         self.data.setdefault("runs", {})
         self.data.setdefault("baselines", {})
+        recorded = {k: self.data.get("settings", {}).get(k, "quickstart" if k == "views" else None) for k in settings}
+        differ = [
+            k
+            for k in ("views", "epochs", "train_images", "batch_size", "lr")
+            if path.exists() and recorded[k] not in (None, settings[k])
+        ]
+        if differ:
+            raise SystemExit(
+                f"{path}: its runs were made with {', '.join(f'{k}={recorded[k]}' for k in differ)}, not "
+                f"{', '.join(f'{k}={settings[k]}' for k in differ)}: give another --results (and --out)"
+            )
         self.data["settings"] = settings
 
     def run(self, name: str) -> dict:
@@ -161,7 +227,7 @@ class Evaluator:
             f"config.CHECKPOINT.DIR={Path(args.out) / 'eval'}",
         ]
         _, self.config = compose(overrides)
-        _, pretrain = compose(["config=pretrain/aasae/quickstart"])
+        _, pretrain = compose(["config=pretrain/aasae/quickstart", *views_overrides(args.views)])
         self.pretrain = pretrain
         self.augmented = [dict(t) for t in pretrain.DATA.TRAIN.TRANSFORMS[0]["augmented"]]
         self._labels = {}
@@ -229,7 +295,7 @@ class Evaluator:
             plot(
                 first_examples(result, 10),
                 figure,
-                title=Path(figure).stem.replace("fashion_mnist_view_similarity_", ""),
+                title=Path(figure).stem.split("_view_similarity_")[-1],
             )
         return {
             "view_cos_same": result.same_mean,
@@ -303,6 +369,7 @@ def pretrain_command(args, variant: str, seed: int, folder: Path):
         "config=pretrain/aasae/quickstart",
         *MODEL,
         f"+config/pretrain/aasae/variant={variant}",
+        *views_overrides(args.views),
         "config.DATA.TRAIN.DATASET_NAMES=[fashion_mnist]",
         f"config.DATA.TRAIN.DATA_PATHS=[{args.data}]",
         f"config.DATA.TRAIN.DATA_LIMIT={args.train_images}",
@@ -426,7 +493,9 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
 
 
 def view_figure(args, name: str) -> Path:
-    return Path(args.figure).parent / f"fashion_mnist_view_similarity_{name}.png"
+    """Beside the curves, named after them: fashion_mnist_curves.png -> fashion_mnist_view_similarity_<run>.png."""
+    figure = Path(args.figure)
+    return figure.parent / f"{figure.stem.removesuffix('_curves')}_view_similarity_{name}.png"
 
 
 def baselines(args, evaluator, results: Results) -> None:
@@ -665,7 +734,8 @@ def plot(data: dict, figure: Path) -> None:
     settings = data.get("settings", {})
     fig.suptitle(
         f"Fashion-MNIST, ResNet-18 x0.25 (h=128, d=64), {settings.get('train_images')} pretraining images, "
-        f"batch {settings.get('batch_size')}; 10k test images (faint: other seeds)",
+        f"batch {settings.get('batch_size')}, {settings.get('views', 'quickstart')} views; 10k test images "
+        "(faint: other seeds)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -680,7 +750,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     args.out = str(Path(args.out).resolve())
-    settings = {k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws")}
+    settings = {k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws", "views")}
     settings.update(
         {"model": "resnet18_w0.25, cifar stem, 32 px, latent 64", "probe": PROBE, "knn": {"k": 20, "temperature": 0.07}}
     )
