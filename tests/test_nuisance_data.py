@@ -1,0 +1,142 @@
+"""Study C's data (issue 29): benchmarks/nuisance_data.py.
+
+The sources are Fashion-MNIST IDX files (the Debian package's format) holding real images of the
+embedded subset (tests/fake_data.py), so nothing here needs the package."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+from fake_data import write_fashion_mnist_idx
+
+GENERATOR = REPO / "benchmarks" / "nuisance_data.py"
+sys.path.insert(0, str(GENERATOR.parent))
+import nuisance_data  # noqa: E402  (a script, not a package module)
+
+sys.path.remove(str(GENERATOR.parent))
+
+
+def read_idx_labels(root, prefix):
+    from vissl_aasae.data.aasae_array import read_fashion_mnist
+
+    return read_fashion_mnist(root, train=prefix == "train")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """IDX files of 300 train and 100 test images (different images: the embedded train / test subsets)."""
+    return write_fashion_mnist_idx(tmp_path_factory.mktemp("fmnist"), n_train=300, n_test=100)
+
+
+@pytest.fixture(scope="module")
+def seed0(sources):
+    return nuisance_data.generate(sources, seed=0)
+
+
+def test_the_same_seed_gives_the_same_arrays_another_seed_others(sources, seed0, monkeypatch):
+    monkeypatch.setattr(nuisance_data, "CHUNK", 7)  # composed in other chunks: the same bytes
+    again = nuisance_data.generate(sources, seed=0)
+    assert sorted(again) == sorted(seed0)
+    for key in seed0:
+        assert np.array_equal(again[key], seed0[key]), key
+    other = nuisance_data.generate(sources, seed=1)
+    for split in ("train", "test"):
+        assert not np.array_equal(other[f"{split}_garment_index"], seed0[f"{split}_garment_index"])
+        differ = (other[f"{split}_images"] != seed0[f"{split}_images"]).mean()
+        assert differ > 0.9, (split, differ)
+    assert json.loads(str(seed0["parameters"]))["seed"] == 0 and json.loads(str(other["parameters"]))["seed"] == 1
+
+
+def test_shapes_dtypes_and_what_the_data_source_reads(sources, seed0, tmp_path):
+    for split, n in (("train", 300), ("test", 100)):
+        assert seed0[f"{split}_images"].shape == (n, 32, 32, 3) and seed0[f"{split}_images"].dtype == np.uint8
+        assert seed0[f"{split}_labels"].shape == (n,) and seed0[f"{split}_labels"].dtype == np.int64
+    # colour images: the channels differ (gray sources, random colours)
+    images = seed0["train_images"].astype(int)
+    assert np.abs(images[..., 0] - images[..., 1]).mean() > 20
+    # the plugin's aasae_array source reads the archive the command writes, split by split
+    assert nuisance_data.main(["--data", str(sources), "--out", str(tmp_path), "--train", "40", "--test", "30"]) == 0
+    from vissl_aasae.data.aasae_array import load_arrays
+
+    path = tmp_path / nuisance_data.archive_name(0)
+    for split, n in (("train", 40), ("test", 30)):
+        images, labels = load_arrays("npz", str(path), split)
+        assert images.shape == (n, 32, 32, 3) and labels.shape == (n,)
+    # each split is drawn from its own stream: the 30 test images whatever the train count
+    assert np.array_equal(
+        load_arrays("npz", str(path), "test")[0], nuisance_data.generate_split(sources, "test", 0, 30)["images"]
+    )
+
+
+def test_labels_are_balanced(sources, seed0):
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        _, source_labels = read_idx_labels(sources, prefix)
+        # every source image once: exactly the split's class counts
+        assert np.array_equal(
+            np.bincount(seed0[f"{split}_labels"], minlength=10), np.bincount(source_labels, minlength=10)
+        )
+    _, source_labels = read_idx_labels(sources, "train")
+    labels = nuisance_data.generate_split(sources, "train", 0, 150)["labels"]
+    expected = np.bincount(source_labels, minlength=10) / len(source_labels) * 150  # ~15 per class
+    assert np.abs(np.bincount(labels, minlength=10) - expected).max() <= 8
+
+
+def test_train_images_come_from_the_training_split_and_test_images_from_the_test_split(sources, seed0, tmp_path):
+    for split, prefix, n in (("train", "train", 300), ("test", "t10k", 100)):
+        _, source_labels = read_idx_labels(sources, prefix)
+        garment, background = seed0[f"{split}_garment_index"], seed0[f"{split}_background_index"]
+        assert sorted(garment) == list(range(n))  # rows of that split's files, each once
+        assert background.min() >= 0 and background.max() < n and (background != garment).all()
+        assert np.array_equal(seed0[f"{split}_labels"], source_labels[garment])
+    # the train images depend on the training files only, the test images on the test files only
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    for kind in ("images-idx3", "labels-idx1"):  # the other split's files in each place
+        shutil.copy(sources / f"train-{kind}-ubyte.gz", swapped / f"t10k-{kind}-ubyte.gz")
+        shutil.copy(sources / f"t10k-{kind}-ubyte.gz", swapped / f"train-{kind}-ubyte.gz")
+    mixed = tmp_path / "mixed"  # the training files, the test files of `swapped`
+    shutil.copytree(sources, mixed)
+    for kind in ("images-idx3", "labels-idx1"):
+        shutil.copy(swapped / f"t10k-{kind}-ubyte.gz", mixed / f"t10k-{kind}-ubyte.gz")
+    other_test = nuisance_data.generate(mixed, seed=0)
+    assert np.array_equal(other_test["train_images"], seed0["train_images"])
+    assert (
+        other_test["test_images"].shape[0] == 300
+        and other_test["test_labels"].tolist() != seed0["test_labels"].tolist()
+    )
+
+
+def test_the_garment_is_a_square_of_half_to_all_of_the_frame_in_its_colour(sources):
+    """Opaque garments (all sources 255): each image holds its colour on exactly its square."""
+    n = 400
+    d = nuisance_data.draw(np.random.default_rng(5), 1000, n)
+    images = nuisance_data.compose(np.full((1000, 28, 28), 255, dtype=np.uint8), d)
+    assert d["side"].min() == 16 and d["side"].max() == 32  # 50-100 % of 32 px, both ends drawn
+    colour = np.rint(d["colour"] * 255).astype(np.uint8)
+    exact = 0
+    for image, r, c, s, rgb in zip(images, d["row"], d["col"], d["side"], colour):
+        assert 0 <= r <= 32 - s and 0 <= c <= 32 - s
+        assert (image[r : r + s, c : c + s] == rgb).all()
+        exact += (image == rgb).all(axis=2).sum() == s * s  # the colour nowhere else
+    assert exact >= 0.95 * n
+
+
+def test_resampling_maps_are_normalised_and_exact_at_scale_one():
+    maps = nuisance_data.resample_matrix(28, 32, [0, 0], [28, 28], [2, 0], [28, 16])
+    assert np.allclose(maps[0][2:30], np.eye(28)) and not maps[0][:2].any() and not maps[0][30:].any()
+    assert np.allclose(maps[1][:16].sum(axis=1), 1) and not maps[1][16:].any()
+    assert np.allclose(nuisance_data.blur_matrix(32, 1.5).sum(axis=1), 1)
+
+
+def test_the_generator_refuses_a_folder_without_the_idx_files(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--data", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and f"--data {tmp_path}: no train-images-idx3-ubyte.gz there" in proc.stderr
+    assert not (tmp_path / "out").exists()
