@@ -5,6 +5,7 @@
     python benchmarks/fashion_mnist_study.py --out runs/study --runs aasae:0,ae:0   # some runs only
     python benchmarks/fashion_mnist_study.py --out runs/study --report-only          # tables + plot
     python benchmarks/fashion_mnist_study.py --out runs/study_b --views cifar10     # Study B (issue 29)
+    python benchmarks/fashion_mnist_study.py --out runs/study_c --dataset nuisance  # Study C (issue 29)
 
 One command, resumable: it skips what is done (a run's epochs already evaluated, finished runs,
 the baselines) and continues what is not (a killed pretraining resumes from its last epoch's
@@ -21,6 +22,13 @@ fixed log-scale 0; only the variant mix-in (and the seed) differ between runs.  
 CIFAR-10 pipeline: RandomResizedCrop at its default scale 0.08-1, flips, colour distortion at strength
 0.5), read from that config, for pretraining and for the robustness and view-similarity probes alike;
 its results, figures and default runs (AASAE and AAAE, seeds 0-2) are its own (``study_name``).
+``--dataset nuisance`` (Study C) reads, instead of Fashion-MNIST, the archive ``benchmarks/nuisance_data.py``
+generates (``--data``: its ``.npz``; the garments at random scales, positions and colours over coloured
+backgrounds), with its normalisation (the data set mix-in ``nuisance_fashion_mnist``), for the
+pretraining, the probes, the baselines and the view similarity alike; its views default to the
+``cifar10`` ones, and its results, figures and default runs (the four variants, then seeds 1-2 of
+AASAE and of the best baseline) are its own.  ``--baselines-only`` measures the two baselines and stops:
+a data set's sanity figures before any pretraining.
 
 After epochs 1-6, then every ``--eval-every`` (3) epochs and after the last, the encoder's ``h`` is
 evaluated (eval-mode BatchNorm, the test transform):
@@ -52,14 +60,37 @@ import time
 from pathlib import Path
 
 import numpy as np
+from nuisance_data import archive_name  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "tools" / "run_distributed_engines.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 DEFAULT_RUNS = "aasae:0,ae:0,vae:0,aaae:0,aasae:1,best:1,aasae:2,best:2"
-# --views: the pretraining config whose augmented view the runs use; Study B's runs: the AE and VAE
-# never see a view, so only AASAE and AAAE are run again
-VIEWS = {"quickstart": DEFAULT_RUNS, "cifar10": "aasae:0,aaae:0,aasae:1,aaae:1,aasae:2,aaae:2"}
+# --dataset: the aasae_array format its runs read, the data set mix-in that declares its stem, size and
+# normalisation (none: the quickstart's own, Fashion-MNIST), the default --data and --views
+DATASETS = {
+    "fashion_mnist": {"format": "fashion_mnist", "mixin": None, "data": DEFAULT_DATA, "views": "quickstart"},
+    "nuisance": {
+        "format": "npz",
+        "mixin": "nuisance_fashion_mnist",
+        "data": str(ROOT / "runs" / "nuisance" / archive_name(0)),
+        "views": "cifar10",
+    },
+}
+TITLES = {"fashion_mnist": "Fashion-MNIST", "nuisance": "Fashion-MNIST with nuisance factors"}
+# (--dataset, --views): the name of the study's results and its default --runs. --views: the pretraining
+# config whose augmented view the runs use; Study B's runs: the AE and VAE never see a view, so only
+# AASAE and AAAE are run again; Study C (nuisance data) runs the four variants again
+STUDIES = {
+    ("fashion_mnist", "quickstart"): ("fashion_mnist_study", DEFAULT_RUNS),
+    ("fashion_mnist", "cifar10"): ("fashion_mnist_paper_views_study", "aasae:0,aaae:0,aasae:1,aaae:1,aasae:2,aaae:2"),
+    ("nuisance", "cifar10"): ("nuisance_fashion_mnist_study", DEFAULT_RUNS),
+    ("nuisance", "quickstart"): ("nuisance_fashion_mnist_quickstart_views_study", DEFAULT_RUNS),
+}
+VIEWS = sorted({views for _, views in STUDIES})
+# settings a results file must have been made with; a record made before a key existed had its default
+COMPARED = ("dataset", "data_generator", "views", "epochs", "train_images", "batch_size", "lr")
+RECORDED_DEFAULTS = {"views": "quickstart", "dataset": "fashion_mnist"}
 VARIANTS = ("ae", "aaae", "vae", "aasae")
 BASELINES = tuple(v for v in VARIANTS if v != "aasae")
 LOW_LABEL = (10, 100)  # labelled images per class
@@ -73,14 +104,26 @@ def parse_args(argv=None):
     )
     p.add_argument("--out", required=True, help="folder for the runs' checkpoints and logs")
     p.add_argument(
-        "--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX .gz files (default %(default)s)"
+        "--dataset",
+        choices=sorted(DATASETS),
+        default="fashion_mnist",
+        help="the images: Fashion-MNIST or the nuisance-factor archive benchmarks/nuisance_data.py "
+        "generates (Study C) (default %(default)s)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="fashion_mnist: folder with the Fashion-MNIST IDX .gz files (default "
+        f"{DATASETS['fashion_mnist']['data']}); nuisance: the generated .npz (default "
+        f"{DATASETS['nuisance']['data']})",
     )
     p.add_argument(
         "--views",
-        choices=sorted(VIEWS),
-        default="quickstart",
+        choices=VIEWS,
+        default=None,
         help="the augmented view: the quickstart's (crops of 30-100%% of the area) or the one "
-        "pretrain/aasae/cifar10 declares (the reference's CIFAR-10 pipeline) (default %(default)s)",
+        "pretrain/aasae/cifar10 declares (the reference's CIFAR-10 pipeline) (default: quickstart for "
+        "fashion_mnist, cifar10 for nuisance)",
     )
     p.add_argument(
         "--results",
@@ -114,19 +157,38 @@ def parse_args(argv=None):
     )
     p.add_argument("--report-only", action="store_true", help="only write the figure and print the tables")
     p.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="measure the baselines (random-init trunk, raw pixels) and pretrain nothing: a data set's sanity figures",
+    )
+    p.add_argument(
         "--seed-from",
         default=None,
         help="a folder of run folders saved by an earlier session (a copy of an --out folder): each one "
         "missing from --out is copied there first, so its pretraining resumes from its saved checkpoint",
     )
     args = p.parse_args(argv)
-    name = study_name(args.views)
+    args.views = args.views or DATASETS[args.dataset]["views"]
+    name = study_name(args.views, args.dataset)
     args.results = args.results or str(ROOT / "docs" / "results" / f"{name}.json")
     args.figure = args.figure or str(ROOT / "docs" / "figures" / f"{name.removesuffix('_study')}_curves.png")
-    args.runs = args.runs or VIEWS[args.views]
-    args.data = str(Path(args.data).resolve())  # the pretraining runs in its own folder
-    if not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
+    args.runs = args.runs or STUDIES[args.dataset, args.views][1]
+    # resolved: the pretraining runs in its own folder
+    args.data = str(Path(args.data or DATASETS[args.dataset]["data"]).resolve())
+    args.data_generator = None
+    if args.dataset == "fashion_mnist" and not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
         p.error(f"--data {args.data}: no train-images-idx3-ubyte.gz there (apt install dataset-fashion-mnist)")
+    if args.dataset == "nuisance":
+        if not Path(args.data).is_file():
+            p.error(
+                f"--data {args.data}: no such file (make it: python benchmarks/nuisance_data.py --out "
+                f"{Path(args.data).parent} --seed 0)"
+            )
+        try:
+            with np.load(args.data) as archive:
+                args.data_generator = json.loads(str(archive["parameters"]))
+        except (OSError, ValueError, KeyError):
+            p.error(f"--data {args.data}: not an archive of benchmarks/nuisance_data.py (no 'parameters' in it)")
     runs = []
     for item in args.runs.split(","):
         variant, _, seed = item.partition(":")
@@ -137,20 +199,27 @@ def parse_args(argv=None):
     return args
 
 
-def study_name(views: str) -> str:
-    """The name of a study's results: the published one keeps its name, Study B (issue 29) its own."""
-    return "fashion_mnist_study" if views == "quickstart" else "fashion_mnist_paper_views_study"
+def study_name(views: str, dataset: str = "fashion_mnist") -> str:
+    """The name of a study's results: the published one keeps its name, Studies B and C (issue 29) their own."""
+    return STUDIES[dataset, views][0]
 
 
-def views_overrides(views: str) -> list:
+def dataset_overrides(dataset: str) -> list:
+    """The data set mix-in that gives the quickstart config the stem, size and normalisation of ``dataset``
+    (none for Fashion-MNIST, the quickstart's own)."""
+    mixin = DATASETS[dataset]["mixin"]
+    return [f"+config/pretrain/aasae/datasets={mixin}"] if mixin else []
+
+
+def views_overrides(views: str, dataset: str = "fashion_mnist") -> list:
     """Overrides of the quickstart config that give its runs the augmented view of ``pretrain/aasae/<views>``
-    (read from that config, with the quickstart's data set mix-in for its normalisation: not declared
+    (read from that config, with the data set mix-in of ``dataset`` for its normalisation: not declared
     again here); none for the quickstart's own."""
     if views == "quickstart":
         return []
     from vissl_aasae.launcher import compose
 
-    _, quickstart = compose(["config=pretrain/aasae/quickstart"])
+    _, quickstart = compose(["config=pretrain/aasae/quickstart", *dataset_overrides(dataset)])
     dataset = f"+config/pretrain/aasae/datasets={quickstart.AASAE_DATASET.NAME}"
     (other,) = compose([f"config=pretrain/aasae/{views}", dataset])[1].DATA.TRAIN.TRANSFORMS
     (ours,) = quickstart.DATA.TRAIN.TRANSFORMS
@@ -180,12 +249,8 @@ class Results:
         self.data = json.loads(path.read_text()) if path.exists() else {}
         self.data.setdefault("runs", {})
         self.data.setdefault("baselines", {})
-        recorded = {k: self.data.get("settings", {}).get(k, "quickstart" if k == "views" else None) for k in settings}
-        differ = [
-            k
-            for k in ("views", "epochs", "train_images", "batch_size", "lr")
-            if path.exists() and recorded[k] not in (None, settings[k])
-        ]
+        recorded = {k: self.data.get("settings", {}).get(k, RECORDED_DEFAULTS.get(k)) for k in settings}
+        differ = [k for k in COMPARED if k in settings and path.exists() and recorded[k] not in (None, settings[k])]
         if differ:
             raise SystemExit(
                 f"{path}: its runs were made with {', '.join(f'{k}={recorded[k]}' for k in differ)}, not "
@@ -215,19 +280,29 @@ class Evaluator:
 
         torch.set_num_threads(1)  # leave the other core to the pretraining running beside it
         self.args = args
+        # arguments made before --views / --dataset existed (e.g. a test's namespace): the published study's
+        self.views, self.dataset = getattr(args, "views", "quickstart"), getattr(args, "dataset", "fashion_mnist")
+        self.format = DATASETS[self.dataset]["format"]
         data = [f"config.DATA.{split}.{key}" for split in ("TRAIN", "TEST") for key in ("DATASET_NAMES", "DATA_PATHS")]
         overrides = [
             "config=benchmark/aasae/knn/quickstart",
             *MODEL[:1],
-            f"{data[0]}=[fashion_mnist]",
+            *dataset_overrides(self.dataset),
+            f"{data[0]}=[{self.format}]",
             f"{data[1]}=[{args.data}]",
-            f"{data[2]}=[fashion_mnist]",
+            f"{data[2]}=[{self.format}]",
             f"{data[3]}=[{args.data}]",
             f"config.DATA.TRAIN.DATA_LIMIT={args.fit}",
             f"config.CHECKPOINT.DIR={Path(args.out) / 'eval'}",
         ]
         _, self.config = compose(overrides)
-        _, pretrain = compose(["config=pretrain/aasae/quickstart", *views_overrides(args.views)])
+        _, pretrain = compose(
+            [
+                "config=pretrain/aasae/quickstart",
+                *dataset_overrides(self.dataset),
+                *views_overrides(self.views, self.dataset),
+            ]
+        )
         self.pretrain = pretrain
         self.augmented = [dict(t) for t in pretrain.DATA.TRAIN.TRANSFORMS[0]["augmented"]]
         self._labels = {}
@@ -288,7 +363,7 @@ class Evaluator:
         from vissl_aasae.visualize.data import open_images, view_transform
         from vissl_aasae.visualize.view_similarity import first_examples, nearest_view_top1, plot, view_similarity
 
-        images = open_images(self.pretrain, self.args.data, "fashion_mnist", "test")
+        images = open_images(self.pretrain, self.args.data, self.format, "test")
         augment = view_transform(self.pretrain, "augmented")
         result = view_similarity(model, images, augment, examples=min(100, len(images)), views=5, progress=False)
         if figure is not None:  # the first 10 examples: the same images and views a 10-example draw gives
@@ -369,8 +444,9 @@ def pretrain_command(args, variant: str, seed: int, folder: Path):
         "config=pretrain/aasae/quickstart",
         *MODEL,
         f"+config/pretrain/aasae/variant={variant}",
-        *views_overrides(args.views),
-        "config.DATA.TRAIN.DATASET_NAMES=[fashion_mnist]",
+        *dataset_overrides(args.dataset),
+        *views_overrides(args.views, args.dataset),
+        f"config.DATA.TRAIN.DATASET_NAMES=[{DATASETS[args.dataset]['format']}]",
         f"config.DATA.TRAIN.DATA_PATHS=[{args.data}]",
         f"config.DATA.TRAIN.DATA_LIMIT={args.train_images}",
         "config.DATA.TRAIN.DATA_LIMIT_SAMPLING.SEED=0",
@@ -733,7 +809,8 @@ def plot(data: dict, figure: Path) -> None:
     axes.flat[0].legend(fontsize=8)
     settings = data.get("settings", {})
     fig.suptitle(
-        f"Fashion-MNIST, ResNet-18 x0.25 (h=128, d=64), {settings.get('train_images')} pretraining images, "
+        f"{TITLES[settings.get('dataset', 'fashion_mnist')]}, ResNet-18 x0.25 (h=128, d=64), "
+        f"{settings.get('train_images')} pretraining images, "
         f"batch {settings.get('batch_size')}, {settings.get('views', 'quickstart')} views; 10k test images "
         "(faint: other seeds)",
         fontsize=10,
@@ -750,7 +827,11 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     args.out = str(Path(args.out).resolve())
-    settings = {k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws", "views")}
+    settings = {
+        k: getattr(args, k) for k in ("epochs", "train_images", "batch_size", "lr", "fit", "draws", "views", "dataset")
+    }
+    if args.data_generator is not None:  # the generated data's parameters and seed
+        settings["data_generator"] = args.data_generator
     settings.update(
         {"model": "resnet18_w0.25, cifar stem, 32 px, latent 64", "probe": PROBE, "knn": {"k": 20, "temperature": 0.07}}
     )
@@ -765,7 +846,7 @@ def main(argv=None) -> int:
     if not args.report_only:
         evaluator = Evaluator(args)
         baselines(args, evaluator, results)
-        for variant, seed in args.runs:
+        for variant, seed in [] if args.baselines_only else args.runs:
             if variant == "best":
                 variant = best_baseline(results.data["runs"], args.epochs)
                 if variant is None:

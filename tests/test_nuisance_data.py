@@ -1,4 +1,4 @@
-"""Study C's data (issue 29): benchmarks/nuisance_data.py.
+"""Study C's data (issue 29): benchmarks/nuisance_data.py and the study harness's ``--dataset nuisance``.
 
 The sources are Fashion-MNIST IDX files (the Debian package's format) holding real images of the
 embedded subset (tests/fake_data.py), so nothing here needs the package."""
@@ -10,14 +10,19 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from conftest import REPO
 from fake_data import write_fashion_mnist_idx
 
 GENERATOR = REPO / "benchmarks" / "nuisance_data.py"
 sys.path.insert(0, str(GENERATOR.parent))
-import nuisance_data  # noqa: E402  (a script, not a package module)
+import fashion_mnist_study as study  # noqa: E402  (scripts, not package modules)
+import nuisance_data  # noqa: E402
 
 sys.path.remove(str(GENERATOR.parent))
+
+MIXIN = yaml.safe_load((REPO / "configs/config/pretrain/aasae/datasets/nuisance_fashion_mnist.yaml").read_text())
+NORMALISATION = MIXIN["config"]["AASAE_DATASET"]
 
 
 def read_idx_labels(root, prefix):
@@ -139,4 +144,111 @@ def test_the_generator_refuses_a_folder_without_the_idx_files(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and f"--data {tmp_path}: no train-images-idx3-ubyte.gz there" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- the study harness
+@pytest.fixture(scope="module")
+def archive(sources, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nuisance")
+    assert nuisance_data.main(["--data", str(sources), "--out", str(out)]) == 0
+    return out / nuisance_data.archive_name(0)
+
+
+def test_the_harness_pretrains_on_the_archive_with_its_normalisation_and_the_paper_views(archive, tmp_path):
+    from vissl_aasae.launcher import compose
+
+    args = study.parse_args(["--out", str(tmp_path), "--dataset", "nuisance", "--data", str(archive)])
+    assert args.views == "cifar10" and args.runs == [
+        (v, int(s)) for v, s in (r.split(":") for r in study.DEFAULT_RUNS.split(","))
+    ]
+    assert args.results.endswith("docs/results/nuisance_fashion_mnist_study.json")
+    assert args.figure.endswith("docs/figures/nuisance_fashion_mnist_curves.png")
+    assert args.data_generator == {**nuisance_data.parameters(), "seed": 0}
+    _, config = compose(study.pretrain_command(args, "aasae", 0, tmp_path / "aasae_s0")[2:])
+    assert dict(config.AASAE_DATASET) == NORMALISATION
+    assert list(config.DATA.TRAIN.DATASET_NAMES) == ["npz"] and list(config.DATA.TRAIN.DATA_PATHS) == [str(archive)]
+    (views,) = config.DATA.TRAIN.TRANSFORMS
+    for view in ("original", "augmented"):
+        (normalize,) = [t for t in views[view] if t["name"] == "Normalize"]
+        assert (list(normalize["mean"]), list(normalize["std"])) == (NORMALISATION["MEAN"], NORMALISATION["STD"])
+    # the reference's CIFAR-10 crops (default scale 0.08-1) and colour distortion, not the quickstart's
+    assert "scale" not in views["augmented"][0] and views["augmented"][2]["name"] == "ImgPilColorDistortion"
+
+
+def test_the_published_study_keeps_its_command(sources, tmp_path):
+    """Fashion-MNIST (the default): no mix-in, the IDX folder, the published names (its runs resume)."""
+    args = study.parse_args(["--out", str(tmp_path), "--data", str(sources)])
+    assert (args.dataset, args.views, args.data_generator) == ("fashion_mnist", "quickstart", None)
+    assert args.results.endswith("docs/results/fashion_mnist_study.json")
+    command = study.pretrain_command(args, "aasae", 0, tmp_path / "aasae_s0")
+    assert not [c for c in command if "datasets=" in c or "TRANSFORMS" in c]
+    assert "config.DATA.TRAIN.DATASET_NAMES=[fashion_mnist]" in command
+    assert f"config.DATA.TRAIN.DATA_PATHS=[{sources}]" in command
+
+
+def test_the_harness_evaluates_and_measures_views_on_the_archive(archive, tmp_path):
+    import torch
+
+    from vissl_aasae.evaluation.features import split_loader
+    from vissl_aasae.visualize.data import open_images
+
+    args = study.parse_args(["--out", str(tmp_path), "--dataset", "nuisance", "--data", str(archive), "--fit", "64"])
+    evaluator = study.Evaluator(args)
+    test = evaluator.config.DATA.TEST
+    assert list(test.DATASET_NAMES) == ["npz"] and list(test.DATA_PATHS) == [str(archive)]
+    images, labels, _ = next(iter(split_loader(evaluator.config, "TEST", batch_size=8, num_workers=0)))
+    with np.load(archive) as arrays:
+        raw, expected_labels = arrays["test_images"][:8], arrays["test_labels"][:8]
+    mean, std = (torch.tensor(NORMALISATION[k]).view(1, 3, 1, 1) for k in ("MEAN", "STD"))
+    expected = (torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    assert torch.allclose(images, expected, atol=1e-5) and labels.tolist() == expected_labels.tolist()
+    assert evaluator.augmented[0]["name"] == "RandomResizedCrop" and "scale" not in evaluator.augmented[0]
+    shown = open_images(evaluator.pretrain, args.data, evaluator.format, "test")
+    assert len(shown) == 100 and np.array_equal(np.asarray(shown[0]), raw[0])
+
+
+def test_a_results_file_of_another_data_set_is_refused(archive, tmp_path):
+    args = study.parse_args(["--out", str(tmp_path), "--dataset", "nuisance", "--data", str(archive)])
+    settings = {"epochs": 30, "train_images": 20000, "batch_size": 128, "lr": 1e-3, "views": "cifar10"}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"settings": settings, "runs": {}}))  # made before --dataset: Fashion-MNIST
+    with pytest.raises(SystemExit, match="made with dataset=fashion_mnist, not dataset=nuisance"):
+        study.Results(path, {**settings, "dataset": "nuisance", "data_generator": args.data_generator})
+    path.write_text(
+        json.dumps({"settings": {**settings, "dataset": "nuisance", "data_generator": args.data_generator}})
+    )
+    study.Results(
+        path, {**settings, "dataset": "nuisance", "data_generator": args.data_generator}
+    )  # the same: accepted
+    with pytest.raises(SystemExit, match="data_generator="):
+        study.Results(path, {**settings, "dataset": "nuisance", "data_generator": {**args.data_generator, "seed": 1}})
+
+
+def test_the_harness_refuses_a_missing_or_foreign_archive(tmp_path):
+    harness = REPO / "benchmarks" / "fashion_mnist_study.py"
+    missing = tmp_path / "none.npz"
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, train_images=np.zeros((1, 32, 32, 3), np.uint8))
+    for data, message in (
+        (missing, "no such file (make it: python benchmarks/nuisance_data.py"),
+        (foreign, "not an archive of benchmarks/nuisance_data.py"),
+    ):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(harness),
+                "--out",
+                str(tmp_path / "out"),
+                "--dataset",
+                "nuisance",
+                "--data",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and f"--data {data}: {message}" in proc.stderr, proc.stderr
+        # after argparse's usage, one line
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"fashion_mnist_study.py: error: --data {data}: ")
     assert not (tmp_path / "out").exists()
