@@ -91,6 +91,103 @@ def split_data(spec: str, data_format: Optional[str] = None):
     return None, spec
 
 
+# the files a training run keeps in its folder: no tool overwrites them
+RUN_RECORD = (
+    "train_config.yaml",
+    "checkpoint.torch",
+    "aasae_run.lock",
+    "log.txt",
+    "metrics.json",
+    "aasae_metrics.json",
+)
+
+
+def _run_folder(folder: str) -> bool:
+    """Whether ``folder`` holds a training run: its config record, its lock or its checkpoints."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    return any(n in RUN_RECORD[:3] or (n.startswith("model_") and n.endswith(".torch")) for n in names)
+
+
+def parent_of(path: str) -> str:
+    return os.path.dirname(os.path.abspath(path))
+
+
+def _writable(folder: str) -> bool:
+    """Whether a file can be created in ``folder`` (tried: permission bits say nothing to root or on a
+    read-only file system); the probe file is removed at once."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".aasae_write_check", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.remove(probe)
+    return True
+
+
+def check_output(
+    path: str, what: str = "--output", folder: bool = False, reads=(), create_parents: bool = False
+) -> str:
+    """The absolute path of an output, checked before any work, or ValueError naming ``what`` and the path.
+
+    A file output must not be an existing folder, an input of the command (``reads``) or a file of a
+    training run's record (its config, checkpoints, lock or logs in a folder that holds a run); its
+    folder must exist (unless ``create_parents``: a default path, created later) and be writable.  A
+    folder output (``folder``) must not be a file; it is created later, inside a folder that exists
+    (every missing level for ``create_parents``) and is writable.  Every tool checks its outputs
+    with this, so that a wrong path is one line before the work, not a traceback after it."""
+    given = str(path)
+    path = os.path.abspath(os.path.expanduser(given))
+    label = f"{what} {given!r}"
+    if folder:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{label} is a file; give a folder (it is created if missing)")
+        if os.path.isdir(path):
+            if not _writable(path):
+                raise ValueError(f"{label}: folder {path!r} is not writable")
+            return path
+    else:
+        if os.path.isdir(path):
+            raise ValueError(f"{label} is a folder; give a file name (e.g. {os.path.join(given, 'results.json')})")
+        for item in reads:
+            if item and os.path.exists(path) and os.path.exists(str(item)) and os.path.samefile(str(item), path):
+                raise ValueError(f"{label} is the file this command reads; give another file name")
+        name = os.path.basename(path)
+        if os.path.exists(path) and (name in RUN_RECORD or name.endswith(".torch")) and _run_folder(parent_of(path)):
+            raise ValueError(f"{label} is part of the training run in {parent_of(path)!r}; it is never overwritten")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        if not create_parents:
+            if os.path.exists(parent):
+                raise ValueError(f"{label}: {parent!r} is a file, not a folder")
+            raise ValueError(f"{label}: folder {parent!r} does not exist (create it first)")
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise ValueError(f"{label}: {parent!r} is a file, not a folder")
+    if not _writable(parent):
+        raise ValueError(f"{label}: folder {parent!r} is not writable")
+    return path
+
+
+def checkpoint_file(path: str, what: str = "--checkpoint") -> str:
+    """A checkpoint file from a file or a run folder, as every tool resolves it
+    (:func:`vissl_aasae.checkpoints.resolve`: the folder's ``checkpoint.torch``, else its newest
+    ``model_*phase*.torch``)."""
+    from vissl_aasae.checkpoints import resolve
+
+    try:
+        return os.path.abspath(resolve(path))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{what}: {err}") from None
+
+
 def run(body: Callable[[], int]) -> int:
     """Run a command body; a bad input (ValueError, FileNotFoundError) is one ``error:`` line, exit 2."""
     try:
@@ -121,6 +218,16 @@ def train_main(argv: List[str] = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(TRAIN_HELP)
         return 0
+    if not any(a.startswith("config=") for a in argv):  # Hydra would list VISSL's one test config
+        from vissl_aasae.launcher import _config_listing
+
+        print(TRAIN_HELP.splitlines()[0], file=sys.stderr)
+        print(
+            f"error: no config given: add config=NAME, e.g. config=pretrain/aasae/quickstart. {_config_listing()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_BAD_INPUT
     from vissl_aasae.launcher import main
 
     return main(argv)
@@ -134,7 +241,12 @@ def eval_main(argv: List[str] = None) -> int:
         epilog="Further arguments are Hydra overrides of the config, e.g. config.NEAREST_NEIGHBOR.TOPK=200",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", "--input", dest="checkpoint", help="a VISSL checkpoint of this plugin")
+    source.add_argument(
+        "--checkpoint",
+        "--input",
+        dest="checkpoint",
+        help="a VISSL checkpoint of this plugin, its run folder, or a trunk state dict (model_zoo/*.pth, aasae-export)",
+    )
     source.add_argument("--random-init", action="store_true", help="evaluate the randomly initialised trunk")
     parser.add_argument("--config", default="benchmark/aasae/knn/quickstart", help="evaluation config")
     add_data(parser, default=None)
@@ -146,6 +258,13 @@ def eval_main(argv: List[str] = None) -> int:
         import logging
 
         from vissl_aasae.config_check import ConfigError
+
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"unknown arguments {bad} (Hydra overrides look like config.KEY=VALUE)")
+        checkpoint = checkpoint_file(args.checkpoint) if args.checkpoint else None
+        output = check_output(args.output, reads=[checkpoint]) if args.output else None
+
         from vissl_aasae.evaluation.frozen_trunk import (
             data_overrides,
             evaluate_frozen_trunk,
@@ -155,43 +274,24 @@ def eval_main(argv: List[str] = None) -> int:
         from vissl_aasae.launcher import compose
 
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        show_progress()
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"unknown arguments {bad} (Hydra overrides look like config.KEY=VALUE)")
         full = [f"config={args.config}", "config.MACHINE.DEVICE=cpu", "config.DISTRIBUTED.BACKEND=gloo"]
         if args.data:
             fmt, path = split_data(args.data, args.data_format)
             full += data_overrides(fmt, path, f"--data {args.data!r}")
-        if args.checkpoint:
-            if not os.path.isfile(args.checkpoint):
-                raise ConfigError(f"--checkpoint {args.checkpoint!r} does not exist")
-            full.append(f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={os.path.abspath(args.checkpoint)}")
+        if checkpoint:
+            full.append(f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoint}")
         _, config = compose(full + overrides)
-        results = evaluate_frozen_trunk(config, random_init=args.random_init)
-        results["config"], results["data"] = args.config, args.data or "config"
-        output = args.output
-        if output is None:
+        if output is None:  # the default: a file in the config's CHECKPOINT.DIR (created)
             stem = os.path.splitext(config.AASAE_EVAL.get("RESULTS_FILE") or "feature_eval.json")[0]
-            output = os.path.join(config.CHECKPOINT.DIR, stem + ("_random_init" if args.random_init else "") + ".json")
+            default = os.path.join(config.CHECKPOINT.DIR, stem + ("_random_init" if args.random_init else "") + ".json")
+            output = check_output(default, "the results file (default; --output sets it)", create_parents=True)
+        results = evaluate_frozen_trunk(config, random_init=args.random_init, progress=True)
+        results["config"], results["data"] = args.config, args.data or "config"
         save_results(results, output)
         print(summary_line(results) + f"  -> {output}", flush=True)
         return 0
 
     return run(body)
-
-
-def show_progress() -> None:
-    """Progress lines of long passes (feature extraction, density) on stderr."""
-    import logging
-
-    logger = logging.getLogger("vissl_aasae.progress")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 # --------------------------------------------------------------------------- aasae-export
@@ -201,16 +301,21 @@ def export_main(argv: List[str] = None) -> int:
         "Export the trunk of a VISSL checkpoint to torchvision (.pth + .json) or Detectron2 (.pkl) weights.",
         epilog="A 7x7 stem is stl10 (no max-pool) or imagenet: read from the run's train_config.yaml, else --stem.",
     )
-    add_checkpoint(parser, help="VISSL checkpoint (.torch) or trunk state dict")
+    add_checkpoint(parser, help="VISSL checkpoint (.torch, or its run folder) or trunk state dict")
     add_output(parser, required=True, help="file to write (.pth for torchvision, .pkl for detectron2)")
     parser.add_argument("--format", default="torchvision", choices=("torchvision", "detectron2"))
     parser.add_argument("--stem", choices=("cifar", "stl10", "imagenet"), default=None, help="when not recorded")
     args = parser.parse_args(_argv(argv))
 
     def body():
+        checkpoint = checkpoint_file(args.checkpoint)
+        output = check_output(args.output, reads=[checkpoint])
+        if args.format == "torchvision":  # the .json beside it, how to build the model
+            check_output(args.output + ".json", reads=[checkpoint])
+
         from vissl_aasae.interop.export import export_checkpoint
 
-        summary = export_checkpoint(args.checkpoint, args.output, fmt=args.format, stem=args.stem)
+        summary = export_checkpoint(checkpoint, output, fmt=args.format, stem=args.stem)
         print(json.dumps(summary, indent=2))
         return 0
 
@@ -239,6 +344,8 @@ def import_main(argv: List[str] = None) -> int:
     def body():
         import warnings
 
+        check_output(args.output, reads=[args.checkpoint])
+
         from vissl_aasae.interop.lightning_import import import_lightning_file
 
         with warnings.catch_warnings(record=True) as caught:
@@ -260,7 +367,9 @@ def features_main(argv: List[str] = None) -> int:
         epilog="The data source, DATA_LIMIT and evaluation transform (AASAEViews' 'original' list) come from "
         "the config; a split without DATA_SOURCES reads DATA.TRAIN's sources.",
     )
-    add_checkpoint(parser, required=False, help="VISSL checkpoint or trunk state dict; omit for a random init")
+    add_checkpoint(
+        parser, required=False, help="VISSL checkpoint (file or run folder) or trunk state dict; omit for a random init"
+    )
     add_output(parser, required=True, help="folder for <split>_{features,labels,indices}.npy and .json")
     parser.add_argument("--split", default="test", choices=("train", "test", "TRAIN", "TEST"))
     add_device(parser)
@@ -271,20 +380,23 @@ def features_main(argv: List[str] = None) -> int:
     args = parser.parse_args(_argv(argv))
 
     def body():
+        checkpoint = checkpoint_file(args.checkpoint) if args.checkpoint else None
+        output = check_output(args.output, folder=True)
+
         from vissl_aasae.interop.feature_extraction import extract_features
         from vissl_aasae.launcher import compose
 
-        show_progress()
         _, config = compose(args.overrides)
         summary = extract_features(
             config,
-            args.checkpoint,
-            args.output,
+            checkpoint,
+            output,
             split=args.split,
             device=args.device,
             batch_size=args.batch_size,
             num_workers=args.workers,
             feature=args.feature,
+            progress=True,
         )
         print(json.dumps({k: summary[k] for k in ("split", "feature", "shape", "device", "files")}, indent=2))
         return 0
@@ -305,17 +417,23 @@ def _visual_arguments(parser) -> None:
     add_overrides(parser)
 
 
-def _model_and_images(args):
-    from vissl_aasae.visualize.checkpoint import find_checkpoint, load_model, load_run_config
+def _model_and_images(args, output_for=None):
+    """(checkpoint, config, images, model, output): ``output_for(checkpoint)`` checks the output path
+    before the config, the data and the model are read."""
+    from pathlib import Path
+
+    checkpoint = Path(checkpoint_file(args.checkpoint))
+    output = output_for(checkpoint) if output_for else None
+
+    from vissl_aasae.visualize.checkpoint import load_model, load_run_config
     from vissl_aasae.visualize.data import open_images
 
-    checkpoint = find_checkpoint(args.checkpoint)
     config = load_run_config(checkpoint, args.config, args.overrides)
     fmt, path = split_data(args.data, args.data_format)
     images = open_images(config, path, None if path == "embedded" and fmt == "npz" else fmt, args.split)
     model = load_model(config, checkpoint, args.device)
     print(f"checkpoint {checkpoint}, data {images.name}: {len(images)} images", flush=True)
-    return checkpoint, config, images, model
+    return checkpoint, config, images, model, output
 
 
 def _warn_skipped(skipped) -> None:
@@ -345,7 +463,13 @@ def view_similarity_main(argv: List[str] = None) -> int:
         from vissl_aasae.visualize.data import view_transform
         from vissl_aasae.visualize.view_similarity import plot, view_similarity
 
-        checkpoint, config, images, model = _model_and_images(args)
+        def figure(checkpoint):
+            if args.output:
+                return Path(check_output(args.output, reads=[checkpoint]))
+            default = checkpoint.parent / "view_similarity.png"
+            return Path(check_output(default, "the figure (default; --output sets it)", reads=[checkpoint]))
+
+        checkpoint, config, images, model, output = _model_and_images(args, figure)
         result = view_similarity(
             model,
             images,
@@ -357,7 +481,6 @@ def view_similarity_main(argv: List[str] = None) -> int:
             device=args.device,
         )
         _warn_skipped(result.skipped)
-        output = Path(args.output) if args.output else checkpoint.parent / "view_similarity.png"
         plot(result, output, title=f"{checkpoint.parent.name}/{checkpoint.name}, representation {args.representation}")
         print(f"same-example mean cosine similarity: {result.same_mean:.4f}")
         print(f"different-example mean cosine similarity: {result.different_mean:.4f}")
@@ -383,14 +506,18 @@ def density_main(argv: List[str] = None) -> int:
     args = parser.parse_args(_argv(argv))
 
     def body():
-        from pathlib import Path
+        if args.num_samples < 1:
+            raise ValueError(f"--num-samples {args.num_samples} must be a positive integer")
 
+        def result_file(checkpoint):
+            return check_output(args.output, reads=[checkpoint]) if args.output else None
+
+        _, config, images, model, output = _model_and_images(args, result_file)
+
+        from vissl_aasae.checkpoints import atomic_write
         from vissl_aasae.visualize.data import view_transform
         from vissl_aasae.visualize.density import evaluate_density
 
-        if args.num_samples < 1:
-            raise ValueError(f"--num-samples {args.num_samples} must be a positive integer")
-        _, config, images, model = _model_and_images(args)
         result = evaluate_density(
             model,
             images,
@@ -404,9 +531,9 @@ def density_main(argv: List[str] = None) -> int:
         )
         _warn_skipped(result.skipped)
         print(result.line(), flush=True)
-        if args.output:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_text(json.dumps(vars(result) | {"data": images.name}) + "\n")
+        if output:
+            text = json.dumps(vars(result) | {"data": images.name}) + "\n"
+            atomic_write(output, lambda f: f.write(text), mode="w")
         return 0
 
     return run(body)

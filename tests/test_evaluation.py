@@ -3,6 +3,8 @@ benchmark config run for one iteration on CPU on tiny data in its on-disk format
 quickstart checkpoint evaluated on real held-out Fashion-MNIST images."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -153,6 +155,43 @@ def test_pretraining_head_with_the_evaluation_head_name_is_not_copied(tmp_path, 
         model.trunk._feature_blocks.conv1.weight,
         ckpt["classy_state_dict"]["base_model"]["model"]["trunk"]["_feature_blocks.conv1.weight"],
     )
+
+
+ZOO_TRUNK = REPO / "model_zoo" / "fashion_mnist" / "aasae_rn18w025_s0.pth"
+
+
+def test_a_model_zoo_trunk_is_evaluated_as_aasae_features_reads_it(tmp_path):
+    """Issue 28: aasae-eval takes the .pth of model_zoo/ (torchvision names, no VISSL layout): read weights-only
+    by the loader of aasae-features (checkpoints.load + trunk_state_dict), then checked and copied as usual."""
+    from vissl_aasae.interop.feature_extraction import build_trunk
+
+    quarter = "config.MODEL.TRUNK.AASAE_RESNET.WIDTH_MULTIPLIER=0.25"
+    model = build_eval_model(eval_config("knn/quickstart", ZOO_TRUNK, quarter))
+    published = torch.load(ZOO_TRUNK, weights_only=True)
+    trunk = model.trunk.base_model.state_dict()
+    assert len(trunk) == len(published) == 120
+    for key, value in published.items():
+        assert torch.equal(trunk["_feature_blocks." + key], value), key
+    features_trunk = build_trunk(compose(["config=pretrain/aasae/quickstart", quarter])[1], str(ZOO_TRUNK))
+    assert all(torch.equal(v, trunk[k]) for k, v in features_trunk.state_dict().items())  # the same weights
+    # the quickstart's full-width trunk: refused, naming what the file holds
+    with pytest.raises(ConfigError, match=r"ResNet-18 \(WIDTH_MULTIPLIER 0.25\), 3x3 stem"):
+        build_eval_model(eval_config("knn/quickstart", ZOO_TRUNK))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {_RunsCode.marker}",))
+
+
+def test_a_downloaded_trunk_is_never_unpickled_with_code(tmp_path):
+    _RunsCode.marker = tmp_path / "ran"
+    state = dict(torch.load(ZOO_TRUNK, weights_only=True))
+    state["conv1.weight"] = _RunsCode()
+    torch.save(state, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match=r"evil.pth.*not on the allow-list"):
+        build_eval_model(eval_config("knn/quickstart", tmp_path / "evil.pth"))
+    assert not _RunsCode.marker.exists()
 
 
 @pytest.mark.parametrize(
@@ -650,3 +689,49 @@ def test_quickstart_checkpoint_evaluates_on_held_out_fashion_mnist(tmp_path, qui
     assert pretrained["linear_top1"] > 60.0 and random["linear_top1"] > 60.0  # chance: 10 %
     assert pretrained["knn_top1"] > 50.0 and random["knn_top1"] > 50.0
     assert pretrained["linear_top1"] > random["linear_top1"] - NOT_BROKEN
+
+
+# --------------------------------------------------------------------------- progress (issue 28)
+def test_feature_pass_reports_progress_at_most_every_few_seconds(capsys):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from vissl_aasae.evaluation.features import PROGRESS_INTERVAL, extract_features
+
+    n = 1000
+    data = TensorDataset(torch.randn(n, 3, 2, 2), torch.zeros(n, dtype=torch.long), torch.arange(n))
+    loader = DataLoader(data, batch_size=10)  # 100 batches, a fraction of a second
+
+    def trunk(images, names):
+        return [images.flatten(1)]
+
+    trunk.to = lambda device: trunk
+    trunk.eval = lambda: trunk
+    features, _ = extract_features(trunk, loader, "flatten", torch.device("cpu"), progress="features (test)")
+    lines = capsys.readouterr().err.splitlines()
+    assert features.shape == (n, 12)
+    assert PROGRESS_INTERVAL >= 2  # not a flood: the first batch, then every few seconds, then the end
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("features (test): 10/1000 images (1%), ")
+    assert lines[1].startswith("features (test): 1000/1000 images (100%), ") and lines[1].endswith("ETA 0:00:00")
+
+
+@pytest.mark.slow  # 11 s: features of 400 images, a linear probe and kNN
+def test_eval_reports_each_stage_on_stderr(tmp_path, capsys):
+    from aasae_cli import eval_main
+
+    small = [
+        "config.DATA.TRAIN.DATA_LIMIT=300",
+        "config.DATA.TEST.DATA_LIMIT=100",
+        "config.AASAE_EVAL.LINEAR_PROBE.EPOCHS=2",
+    ]
+    assert eval_main(["--random-init", "--output", str(tmp_path / "r.json"), *small]) == 0
+    out = capsys.readouterr()
+    lines = out.err.splitlines()
+    assert lines[0].startswith("features (train): 250/300 images (83%)")
+    assert lines[1].startswith("features (train): 300/300 images (100%)")
+    assert lines[2].startswith("features (test): 100/100 images (100%)")
+    assert lines[3] == "linear probe: fitting on 300 x 512 features (SGD, 2 epochs) ..."
+    assert re.fullmatch(r"linear probe: done in 0:00:\d\d", lines[4])
+    assert lines[5] == "kNN (k=20): 100 test images against 300 ..."
+    assert re.fullmatch(r"kNN: done in 0:00:\d\d", lines[6]) and len(lines) == 7
+    assert "linear top-1 = " in out.out and json.loads((tmp_path / "r.json").read_text())["n_train"] == 300

@@ -562,6 +562,7 @@ def test_evaluation_writes_only_its_output(tmp_path):
     """benchmarks/evaluate.py created ./checkpoints/... (the eval config dumped by VISSL) besides --output."""
     work = tmp_path / "work"
     work.mkdir()
+    (tmp_path / "results").mkdir()  # an output's folder must exist (issue 28: refused, not created)
     out = tool(
         "evaluate.py",
         [

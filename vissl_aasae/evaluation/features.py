@@ -15,6 +15,8 @@ from torch.utils.data import DataLoader
 from vissl_aasae.data.workers import watch_main_process
 from vissl_aasae.progress import Progress
 
+PROGRESS_INTERVAL = 5.0  # seconds between progress lines of the long passes of the commands
+
 
 def _collate(items):
     """GenericSSLDataset items (one data source) -> (images, labels, positions in the data set)."""
@@ -60,23 +62,32 @@ def trunk_feature_name(config) -> str:
 
 
 @torch.no_grad()
-def extract_features(trunk, loader: DataLoader, feature_name: str, device: torch.device, with_positions=False):
+def extract_features(
+    trunk, loader: DataLoader, feature_name: str, device: torch.device, with_positions=False, progress: str = None
+):
     """(features N x D float32 on CPU, labels N[, positions N]) of every image the loader yields, in
     data set order, the trunk in eval mode.  The one feature pass of the plugin: the CPU evaluation,
-    the study and the ``.npy`` feature export all run it."""
+    the study and the ``.npy`` feature export all run it.  ``progress``: a label; a line
+    ``<label>: n/N images (..%), rate, ETA`` goes to stderr at most every
+    :data:`PROGRESS_INTERVAL` seconds and at the end (without it, a log line every 50 batches)."""
     trunk = trunk.to(device)
     trunk.eval()
     features, labels, positions = [], [], []
-    progress = Progress(len(loader), unit="batches", label="features") if len(loader) > 20 else None
+    if progress:
+        meter = Progress(_image_count(loader), unit="images", label=progress, interval=PROGRESS_INTERVAL)
+    else:
+        meter = Progress(len(loader), unit="batches", label="features") if len(loader) > 20 else None
     for step, (images, targets, where) in enumerate(loader):
         out = trunk(images.to(device, non_blocking=True), [feature_name])[0]
         features.append(torch.flatten(out, start_dim=1).float().cpu())
         labels.append(targets)
         positions.append(where)
-        if progress is not None:
-            progress.advance(1)
+        if progress:
+            meter.update(len(images))
+        elif meter is not None:
+            meter.advance(1)
             if step % 50 == 0:
-                logging.info(progress.line())
+                logging.info(meter.line())
     if not features:
         raise ValueError("the data set holds no examples")
     positions = torch.cat(positions)
@@ -84,3 +95,10 @@ def extract_features(trunk, loader: DataLoader, feature_name: str, device: torch
         raise RuntimeError("the data loader did not return the examples in data set order")
     out = (torch.cat(features), torch.cat(labels))
     return out + (positions,) if with_positions else out
+
+
+def _image_count(loader: DataLoader) -> int:
+    try:
+        return len(loader.dataset)
+    except TypeError:  # a data set without a length: count batches' worth
+        return len(loader) * int(loader.batch_size or 1)

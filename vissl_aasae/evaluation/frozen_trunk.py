@@ -15,6 +15,7 @@ Settings: ``config.NEAREST_NEIGHBOR`` (VISSL's keys: ``TOPK``, ``SIGMA`` the vot
 import json
 import logging
 import os
+import sys
 import time
 from typing import Dict
 
@@ -22,8 +23,9 @@ import torch
 
 from vissl_aasae.evaluation.features import extract_features, split_loader, trunk_feature_name
 from vissl_aasae.evaluation.knn import knn_accuracy
-from vissl_aasae.evaluation.linear_probe import linear_probe_accuracy
+from vissl_aasae.evaluation.linear_probe import linear_probe_accuracy, probe_settings
 from vissl_aasae.evaluation.trunk_weights import load_trunk_weights
+from vissl_aasae.progress import format_duration
 
 METHODS = ("knn", "linear_probe")
 
@@ -61,15 +63,28 @@ def build_eval_model(config, random_init: bool = False):
     return model
 
 
-def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.device = None) -> Dict:
-    """Extract TRAIN/TEST features of the frozen trunk and run ``AASAE_EVAL.METHODS``; returns the results."""
+def _stage(text: str, show: bool) -> None:
+    """A progress line of the evaluation on stderr (only when ``show``)."""
+    if show:
+        print(text, file=sys.stderr, flush=True)
+
+
+def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.device = None, progress=False) -> Dict:
+    """Extract TRAIN/TEST features of the frozen trunk and run ``AASAE_EVAL.METHODS``; returns the results.
+
+    ``progress``: lines on stderr while it works (feature extraction n/N images at most every few
+    seconds, each classifier's start and end with its time)."""
     settings = eval_settings(config)
     device = device or eval_device(config)
     started = time.time()
     model = build_eval_model(config, random_init)
     feature = trunk_feature_name(config)
-    train_x, train_y = extract_features(model.trunk, split_loader(config, "TRAIN"), feature, device)
-    test_x, test_y = extract_features(model.trunk, split_loader(config, "TEST"), feature, device)
+    train_x, train_y = extract_features(
+        model.trunk, split_loader(config, "TRAIN"), feature, device, progress="features (train)" if progress else None
+    )
+    test_x, test_y = extract_features(
+        model.trunk, split_loader(config, "TEST"), feature, device, progress="features (test)" if progress else None
+    )
     results = {
         "checkpoint": None if random_init else config.MODEL.WEIGHTS_INIT.PARAMS_FILE,
         "random_init": bool(random_init),
@@ -79,9 +94,18 @@ def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.devic
         "n_test": int(len(test_y)),
     }
     if "linear_probe" in settings["METHODS"]:
+        probe = probe_settings(settings["LINEAR_PROBE"])
+        schedule = f"L-BFGS, C={probe.c:g}" if probe.solver == "lbfgs" else f"SGD, {probe.epochs} epochs"
+        _stage(f"linear probe: fitting on {len(train_y)} x {train_x.shape[1]} features ({schedule}) ...", progress)
+        began = time.monotonic()
         acc = linear_probe_accuracy(train_x, train_y, test_x, test_y, settings["LINEAR_PROBE"])
         results.update({f"linear_{k}": v for k, v in acc.items()})
+        _stage(f"linear probe: done in {format_duration(time.monotonic() - began)}", progress)
     if "knn" in settings["METHODS"]:
+        _stage(
+            f"kNN (k={config.NEAREST_NEIGHBOR.TOPK}): {len(test_y)} test images against {len(train_y)} ...", progress
+        )
+        began = time.monotonic()
         nn_cfg = config.NEAREST_NEIGHBOR
         on = device if device.type == "cuda" else torch.device("cpu")
         acc = knn_accuracy(
@@ -95,6 +119,7 @@ def evaluate_frozen_trunk(config, random_init: bool = False, device: torch.devic
         )
         results.update({"knn_k": int(nn_cfg.TOPK), "knn_temperature": float(nn_cfg.SIGMA)})
         results.update({f"knn_{k}": v for k, v in acc.items()})
+        _stage(f"kNN: done in {format_duration(time.monotonic() - began)}", progress)
     results["seconds"] = round(time.time() - started, 1)
     return results
 
@@ -116,9 +141,11 @@ def results_path(config, path: str = None) -> str:
 
 
 def save_results(results: Dict, path: str) -> str:
+    """The results as JSON, written to a temporary file and renamed (never a partial file)."""
+    from vissl_aasae.checkpoints import atomic_write
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
+    atomic_write(path, lambda f: json.dump(results, f, indent=2), mode="w")
     logging.info(f"feature evaluation results written to {path}")
     return path
 

@@ -42,6 +42,16 @@ def load_checkpoint_file(path: str) -> dict:
     return checkpoints.load(path, what="MODEL.WEIGHTS_INIT.PARAMS_FILE", mmap=True)
 
 
+def as_vissl_checkpoint(checkpoint, source: str) -> dict:
+    """A VISSL checkpoint as it is; a plain trunk state dict (a ``model_zoo/*.pth``, ``aasae-export``'s
+    output; VISSL or torchvision key names) as a VISSL checkpoint that holds only that trunk.  The
+    trunk is read by :func:`vissl_aasae.checkpoints.trunk_state_dict`, as ``aasae-features`` reads it."""
+    if checkpoints.model_state(checkpoint, source) is not None:
+        return checkpoint
+    trunk = checkpoints.trunk_state_dict(checkpoint, source=source)
+    return {"type": "consolidated", "classy_state_dict": {"base_model": {"model": {"trunk": trunk, "heads": {}}}}}
+
+
 def _trunk_prefix(model_keys) -> str:
     feature_extractor = any(k.startswith("trunk.base_model.") for k in model_keys)
     return "trunk.base_model." if feature_extractor else "trunk."
@@ -183,5 +193,7 @@ def load_trunk_weights(config, model) -> None:
     """
     file = config.MODEL.WEIGHTS_INIT.PARAMS_FILE
     checkpoint = load_checkpoint_file(file)
+    if (config.MODEL.WEIGHTS_INIT.get("STATE_DICT_KEY_NAME") or "") == "classy_state_dict":
+        checkpoint = as_vissl_checkpoint(checkpoint, file)
     check_trunk_weights(config, model.state_dict(), checkpoint)
     model.init_model_from_weights_params_file(config, checkpoint)

@@ -127,10 +127,12 @@ def extract_features(
     num_workers: int = 0,
     feature: str = "flatten",
     transforms: Optional[Sequence[Dict[str, Any]]] = None,
+    progress: bool = False,
 ) -> Dict[str, Any]:
     """Write ``<split>_{features,labels,indices}.npy`` for ``split`` of the config's data; returns the summary.
 
-    ``checkpoint_path`` None keeps the model's random initialisation (a baseline).
+    ``checkpoint_path`` None keeps the model's random initialisation (a baseline).  ``progress``: a
+    line ``features (<split>): n/N images ...`` on stderr at most every few seconds.
     """
     from vissl_aasae.evaluation.features import extract_features as feature_pass
     from vissl_aasae.evaluation.features import split_loader
@@ -144,7 +146,14 @@ def extract_features(
         raise ValueError(f"feature={feature!r} is not a feature of the trunk; allowed: {sorted(names)}")
     loader = split_loader(cfg, split, batch_size=batch_size, num_workers=num_workers)
     try:
-        features, labels, positions = feature_pass(trunk, loader, feature, torch_device, with_positions=True)
+        features, labels, positions = feature_pass(
+            trunk,
+            loader,
+            feature,
+            torch_device,
+            with_positions=True,
+            progress=f"features ({split.lower()})" if progress else None,
+        )
     except ValueError:
         raise ValueError(f"DATA.{split} holds no examples") from None
     dataset = loader.dataset
