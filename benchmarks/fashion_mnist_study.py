@@ -281,7 +281,7 @@ class Evaluator:
         torch.set_num_threads(1)  # leave the other core to the pretraining running beside it
         self.args = args
         # arguments made before --views / --dataset existed (e.g. a test's namespace): the published study's
-        self.views, self.dataset = getattr(args, "views", "quickstart"), getattr(args, "dataset", "fashion_mnist")
+        self.view_config, self.dataset = getattr(args, "views", "quickstart"), getattr(args, "dataset", "fashion_mnist")
         self.format = DATASETS[self.dataset]["format"]
         data = [f"config.DATA.{split}.{key}" for split in ("TRAIN", "TEST") for key in ("DATASET_NAMES", "DATA_PATHS")]
         overrides = [
@@ -300,7 +300,7 @@ class Evaluator:
             [
                 "config=pretrain/aasae/quickstart",
                 *dataset_overrides(self.dataset),
-                *views_overrides(self.views, self.dataset),
+                *views_overrides(self.view_config, self.dataset),
             ]
         )
         self.pretrain = pretrain

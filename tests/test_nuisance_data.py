@@ -206,6 +206,10 @@ def test_the_harness_evaluates_and_measures_views_on_the_archive(archive, tmp_pa
     assert evaluator.augmented[0]["name"] == "RandomResizedCrop" and "scale" not in evaluator.augmented[0]
     shown = open_images(evaluator.pretrain, args.data, evaluator.format, "test")
     assert len(shown) == 100 and np.array_equal(np.asarray(shown[0]), raw[0])
+    # the view similarity of a (random) trunk over the archive's test images, as the baselines measure it
+    similarity = evaluator.views(evaluator.model(None))
+    assert -1 <= similarity["view_cos_different"] <= similarity["view_cos_same"] <= 1
+    assert 0 <= similarity["view_retrieval_top1"] <= 100
 
 
 def test_a_results_file_of_another_data_set_is_refused(archive, tmp_path):
