@@ -234,7 +234,11 @@ def test_runner_refuses_weights_that_would_run_code(tmp_path):
             sys.executable,
             str(RUNNER),
             "--voc-root",
-            str(tmp_path),
+            str(write_voc(tmp_path / "VOCdevkit")),  # a usable VOC folder: the weights are what is refused
+            "--train-sets",
+            "voc_2007_trainval",
+            "--test-sets",
+            "voc_2007_test",
             "--weights",
             str(evil),
             "--cpu",
@@ -253,6 +257,46 @@ def test_runner_refuses_weights_that_would_run_code(tmp_path):
         .startswith(f"error: --weights '{evil}' was not loaded: it holds builtins.exec")
     )
     assert not marker.exists()
+
+
+def run_voc(args, cwd):
+    return subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@needs_detectron2
+def test_runner_names_an_empty_voc_root_in_one_line_before_any_work(resnet50_state, tmp_path):
+    """Issue 28: an empty --voc-root gave a 456-line traceback after the weights were converted."""
+    (tmp_path / "VOCdevkit").mkdir()
+    ckpt = _saved(resnet50_state, tmp_path)
+    proc = run_voc(["--voc-root", "VOCdevkit", "--checkpoint", ckpt.name, "--cpu", "--output-dir", "out"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: --voc-root 'VOCdevkit' lacks VOC2007/, VOC2012/: it should be the VOCdevkit folder holding VOC2007/ "
+        "and VOC2012/, each with Annotations/<id>.xml, JPEGImages/<id>.jpg and ImageSets/Main/<split>.txt (data "
+        "sets of this run: voc_2007_trainval, voc_2012_trainval, voc_2007_test; --train-sets/--test-sets choose "
+        "others)"
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["VOCdevkit", ckpt.name]  # nothing converted, no output folder
+
+
+@pytest.mark.slow  # two runs of the script, ~8 s each (detectron2's import)
+@needs_detectron2
+def test_runner_names_a_partial_voc_root_and_an_unusable_output_folder(resnet50_state, tmp_path):
+    voc = write_voc(tmp_path / "VOCdevkit")
+    (voc / "VOC2007" / "JPEGImages" / "000003.jpg").unlink()
+    ckpt = _saved(resnet50_state, tmp_path)
+    args = ["--voc-root", "VOCdevkit", "--checkpoint", ckpt.name, "--cpu", "--train-sets", "voc_2007_trainval"]
+    proc = run_voc([*args, "--test-sets", "voc_2007_test", "--output-dir", "out"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: --voc-root 'VOCdevkit': 1 files listed by the split files are missing, "
+        "e.g. VOC2007/JPEGImages/000003.jpg"
+    ]
+    (tmp_path / "taken").write_text("a file")
+    proc = run_voc([*args, "--test-sets", "voc_2007_trainval", "--output-dir", "taken"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: --output-dir 'taken' is a file; give a folder (it is created if missing)"
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["VOCdevkit", ckpt.name, "taken"]
 
 
 @needs_detectron2

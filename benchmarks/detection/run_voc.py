@@ -31,11 +31,15 @@ from detectron2.engine import DefaultTrainer, default_setup, launch  # noqa: E40
 from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # aasae_cli
+from aasae_cli import check_output  # noqa: E402
 from vissl_aasae.checkpoints import load_pickle  # noqa: E402
 from vissl_aasae.detection.convert import convert_file, width_multiplier_of_weights  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "voc07_12_r50_c4.yaml")
 BACKBONE_PARTS = ("stem.", "res2.", "res3.", "res4.", "res5.")
+DEFAULT_OUTPUT = "runs/voc07_12_r50_c4"
+VOC_LAYOUT = "each with Annotations/<id>.xml, JPEGImages/<id>.jpg and ImageSets/Main/<split>.txt"
 RESULTS_FILE = "voc_results.json"
 WEIGHTS_REPORT_FILE = "weights_load.json"
 LOGGER_NAME = "vissl_aasae.detection"
@@ -194,6 +198,71 @@ def main(args):
     return summary
 
 
+def voc_datasets(args):
+    """The data sets a run reads: --train-sets/--test-sets, else the config file's DATASETS."""
+    train, test = args.train_sets, args.test_sets
+    if not (train and test):
+        cfg = get_cfg()
+        cfg.merge_from_file(args.config_file)
+        train, test = train or list(cfg.DATASETS.TRAIN), test or list(cfg.DATASETS.TEST)
+    return list(dict.fromkeys(list(train) + list(test)))
+
+
+def check_voc_root(voc_root: str, dataset_names) -> None:
+    """ValueError (one line: the folder, what it lacks, what it should hold) unless ``voc_root`` holds every
+    file of ``dataset_names`` that detectron2's loader will read; run before any work."""
+    years = []
+    for name in dataset_names:
+        parts = name.split("_")
+        if len(parts) != 3 or parts[0] != "voc" or not parts[1].isdigit():
+            raise ValueError(f"data set {name!r} is not of the form voc_<year>_<split> (--train-sets, --test-sets)")
+        years += [] if f"VOC{parts[1]}/" in years else [f"VOC{parts[1]}/"]
+    layout = (
+        f"it should be the VOCdevkit folder holding {' and '.join(years)}, {VOC_LAYOUT} "
+        f"(data sets of this run: {', '.join(dataset_names)}; --train-sets/--test-sets choose others)"
+    )
+    if not os.path.isdir(voc_root):
+        raise ValueError(f"--voc-root {voc_root!r} is not a folder: {layout}")
+    lacking, missing_images = [], []
+    for name in dataset_names:
+        _, year, split = name.split("_")
+        folder = f"VOC{year}"
+        if not os.path.isdir(os.path.join(voc_root, folder)):
+            lacking += [] if f"{folder}/" in lacking else [f"{folder}/"]
+            continue
+        split_file = os.path.join(folder, "ImageSets", "Main", f"{split}.txt")
+        for needed in (split_file, os.path.join(folder, "Annotations"), os.path.join(folder, "JPEGImages")):
+            if not os.path.exists(os.path.join(voc_root, needed)) and needed not in lacking:
+                lacking.append(needed)
+        if split_file in lacking:
+            continue
+        with open(os.path.join(voc_root, split_file)) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        if not ids:
+            lacking.append(f"{split_file} (empty)")
+        for file_id in ids:
+            for sub, ext in (("Annotations", "xml"), ("JPEGImages", "jpg")):
+                path = os.path.join(folder, sub, f"{file_id}.{ext}")
+                if not os.path.isfile(os.path.join(voc_root, path)):
+                    missing_images.append(path)
+    if lacking:
+        raise ValueError(f"--voc-root {voc_root!r} lacks {', '.join(lacking)}: {layout}")
+    if missing_images:
+        raise ValueError(
+            f"--voc-root {voc_root!r}: {len(missing_images)} files listed by the split files are missing, "
+            f"e.g. {missing_images[0]}"
+        )
+
+
+def check_inputs(args) -> None:
+    """The VOC folder and the output folder, checked before any work (weights conversion, detectron2)."""
+    check_voc_root(args.voc_root, voc_datasets(args))
+    default = args.output_dir is None
+    args.output_dir = check_output(
+        DEFAULT_OUTPUT if default else args.output_dir, "--output-dir", folder=True, create_parents=default
+    )
+
+
 def _names(text: str):
     return [name for name in text.split(",") if name]
 
@@ -205,7 +274,7 @@ def parse_args(argv=None):
     source.add_argument("--checkpoint", help="VISSL checkpoint (or trunk state dict) to convert")
     source.add_argument("--weights", help="Detectron2 weights already converted (.pkl)")
     parser.add_argument("--config-file", default=DEFAULT_CONFIG)
-    parser.add_argument("--output-dir", default="runs/voc07_12_r50_c4")
+    parser.add_argument("--output-dir", default=None, help=f"where the run writes (default: {DEFAULT_OUTPUT})")
     parser.add_argument("--num-gpus", type=int, default=1, help="GPUs on this machine (detectron2 launch)")
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0)
@@ -247,8 +316,9 @@ def prepare_weights(args) -> None:
 def cli(argv=None):
     args = parse_args(argv)
     try:
+        check_inputs(args)
         prepare_weights(args)
-    except (ValueError, FileNotFoundError) as err:  # a checkpoint or weights file that cannot be used
+    except (ValueError, FileNotFoundError) as err:  # a VOC folder, output, checkpoint or weights file unusable
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     summary = launch(
