@@ -1,6 +1,8 @@
 """Each variant x data set composes and trains one step through VISSL's trainer; the quickstart learns."""
 
 import json
+import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -154,3 +156,53 @@ def test_max_iterations_beyond_num_epochs_is_refused(tmp_path, launch_here):
         "error: AASAE.MAX_ITERATIONS=5 needs 3 epochs of 2 iterations (64 images, global batch 32) but "
         "OPTIMIZER.num_epochs=1" in out.stderr
     )
+
+
+# ---------------------------------------------------------------- issue 28: the training progress line
+def metrics_hook(tmp_path, clock, log_frequency):
+    from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
+    from vissl_aasae.launcher import compose
+
+    overrides = [f"config.AASAE.METRICS.LOG_FREQUENCY={log_frequency}", "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0"]
+    _, config = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={tmp_path}", *overrides])
+    return AASAEMetricsHook(config, clock=clock)
+
+
+def progress_lines(tmp_path, caplog, log_frequency, seconds_per_iteration, iterations=100):
+    """The hook's console lines of a run of ``iterations`` taking ``seconds_per_iteration`` each (a fake clock)."""
+    now = [0.0]
+    hook = metrics_hook(tmp_path, lambda: now[0], log_frequency)
+    task = SimpleNamespace(
+        train=True,
+        iteration=0,
+        max_iteration=iterations,
+        device=torch.device("cpu"),
+        loss=SimpleNamespace(last_metrics={"log_pxz": torch.tensor(-1.0)}),
+        last_batch=SimpleNamespace(loss=None),
+    )
+    hook.on_start(task)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        for iteration in range(1, iterations):
+            now[0] = iteration * seconds_per_iteration
+            task.iteration, task.last_batch.loss = iteration, torch.tensor(float(iteration))
+            hook.on_update(task)
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("aasae ")]
+
+
+def test_training_progress_line_at_least_every_30_seconds(tmp_path, caplog):
+    from vissl_aasae.hooks.aasae_metrics_hook import PROGRESS_SECONDS
+
+    assert PROGRESS_SECONDS == 30
+    # 7 s per iteration, LOG_FREQUENCY 1000: a line on the first iteration 30 s after the last one
+    lines = progress_lines(tmp_path, caplog, log_frequency=1000, seconds_per_iteration=7.0)
+    assert [int(line.split()[1].split("=")[1]) for line in lines] == list(range(5, 100, 5))
+    assert lines[0] == "aasae iteration=5 loss=5 [training: 5/100 iterations (5%), 0.143 iterations/s, ETA 0:11:05]"
+    assert not (tmp_path / "aasae_metrics.json").exists()  # progress only: no metrics record
+    # a fast run logs at LOG_FREQUENCY only (each record line restarts the 30 s)
+    lines = progress_lines(tmp_path, caplog, log_frequency=10, seconds_per_iteration=1.0)
+    assert [line.split()[1] for line in lines] == [f"iteration={i}" for i in range(10, 100, 10)]
+    assert all("log_pxz=-1" in line for line in lines)
+    # LOG_FREQUENCY 0 (never) and a slow run: still a line every 30 s
+    lines = progress_lines(tmp_path, caplog, log_frequency=0, seconds_per_iteration=11.0, iterations=10)
+    assert [line.split()[1] for line in lines] == ["iteration=3", "iteration=6", "iteration=9"]

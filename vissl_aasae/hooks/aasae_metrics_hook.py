@@ -11,6 +11,10 @@
   the training forward (same weights), in the model's training mode, with the BatchNorm running
   statistics restored after it.
 
+A slow run is never silent for long: when :data:`PROGRESS_SECONDS` have passed since the last
+line, the primary rank logs a progress line (iteration, its loss, iterations done, rate, ETA) on
+the next iteration, whatever ``LOG_FREQUENCY`` says (no record is written for it).
+
 The primary rank writes each record as a log line (with progress: iterations done, rate, ETA), as
 one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` and, when VISSL's TensorBoard hook is on
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), as scalars ``AASAE/<name>`` through its writer.
@@ -24,6 +28,7 @@ the next logging iteration (or the end) reads them all at once.
 import json
 import logging
 import os
+import time
 from array import array
 
 import torch
@@ -36,6 +41,7 @@ from vissl_aasae.progress import Progress
 from vissl_aasae.settings import MetricsSettings, due
 
 TAG_PREFIX = "AASAE/"
+PROGRESS_SECONDS = 30.0  # longest silence between two progress lines of a run
 
 
 class AASAEMetricsHook(ClassyHook):
@@ -45,8 +51,10 @@ class AASAEMetricsHook(ClassyHook):
     on_phase_end = ClassyHook._noop
     on_step = ClassyHook._noop
 
-    def __init__(self, config, tb_writer=None):
+    def __init__(self, config, tb_writer=None, clock=time.monotonic):
         super().__init__()
+        self.clock = clock
+        self._last_line = None  # clock() of the last progress line (set at the start)
         self.settings = MetricsSettings.from_config(config)
         self.tb_writer = tb_writer
         self.log_path = os.path.join(config.CHECKPOINT.DIR, "aasae_metrics.json")
@@ -59,11 +67,11 @@ class AASAEMetricsHook(ClassyHook):
 
     def on_start(self, task) -> None:
         self.progress = self._new_progress(task)
+        self._last_line = self.clock()
 
-    @staticmethod
-    def _new_progress(task) -> Progress:
+    def _new_progress(self, task) -> Progress:
         total = int(getattr(task, "max_iteration", 0) or 0) - int(task.iteration)
-        return Progress(max(1, total), unit="iterations", label="training")
+        return Progress(max(1, total), unit="iterations", label="training", clock=self.clock)
 
     def on_forward(self, task) -> None:
         """The extra encoder pass, on posterior iterations only, before the weights change."""
@@ -105,7 +113,13 @@ class AASAEMetricsHook(ClassyHook):
         self.progress.advance(1)
         posterior = self._posterior[1] if self._posterior and self._posterior[0] == iteration else None
         self._posterior = None
+        if self._last_line is None:
+            self._last_line = self.clock()
         if not due(iteration, self.settings.log_frequency) and posterior is None:
+            if is_primary() and self.clock() - self._last_line >= PROGRESS_SECONDS:
+                self._read_pending()  # this rank's loss: no collective outside the logging iterations
+                self._last_line = self.clock()
+                logging.info(f"aasae iteration={iteration} loss={self.losses[-1]:.5g} [{self.progress.line()}]")
             return
         self._read_pending()
         loss = self.losses[-1]
@@ -115,6 +129,7 @@ class AASAEMetricsHook(ClassyHook):
         if not metrics or not is_primary():
             return
         record = {"iteration": iteration, "loss": loss, **metrics}
+        self._last_line = self.clock()
         logging.info("aasae " + " ".join(f"{k}={v:.5g}" for k, v in record.items()) + f" [{self.progress.line()}]")
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
         with open(self.log_path, "a") as f:
