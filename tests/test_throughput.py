@@ -225,3 +225,242 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
         assert variant["images_per_s"] > 0 and variant["peak_memory_mib"] > 100
     assert summary["variants"]["fp32"]["max_relative_loss_difference_vs_fp32"] == 0.0
     assert summary["torchvision_resnet50_bf16_channels_last"]["images_per_s"] > 0
+
+
+# ------------------------------------------------------------------ FLOPs, peak and the report's arithmetic
+
+
+def throughput_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("throughput_bench", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tp = throughput_module()
+
+
+def conv_forward_flops(cin, cout, k, h_out, w_out):
+    """Closed form: one multiply and one add per weight per output pixel, per image."""
+    return 2 * cin * cout * k * k * h_out * w_out
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_step_flops_of_a_conv_and_a_linear_layer_match_the_closed_form(input_grad):
+    """step_flops on conv(3->8, 3x3, stride 2, pad 1) on 9x11 images + linear(8*5*6 -> 7), batch 4,
+    with a no-grad pass of the conv on other images run by a forward pre-hook (as aasae_task's
+    original-image pass): per image, the pass is one conv forward, the forward conv + linear, the
+    backward 2x the forward (input and weight gradients of both) or, when the images need no
+    gradient, 2x the linear's and 1x the conv's."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    model = torch.nn.Sequential(conv, torch.nn.Flatten(), torch.nn.Linear(8 * 5 * 6, 7))
+    originals = torch.randn(4, 3, 9, 11)
+
+    def original_pass(module, args):
+        with torch.no_grad():
+            conv(originals)
+
+    model.register_forward_pre_hook(original_pass)
+    x = torch.randn(4, 3, 9, 11, requires_grad=input_grad)
+    counts = tp.step_flops(model, lambda: model(x).square().sum(), lambda loss: loss.backward(), batch=4)
+
+    h_out, w_out = (9 + 2 - 3) // 2 + 1, (11 + 2 - 3) // 2 + 1
+    assert (h_out, w_out) == (5, 6)
+    conv_fwd = conv_forward_flops(3, 8, 3, h_out, w_out)  # 12,960
+    linear_fwd = 2 * (8 * 5 * 6) * 7  # 3,360
+    assert counts["original_pass_per_image"] == conv_fwd
+    assert counts["forward_per_image"] == conv_fwd + linear_fwd
+    conv_bwd = 2 * conv_fwd if input_grad else conv_fwd  # input gradient only when the images need one
+    assert counts["backward_per_image"] == conv_bwd + 2 * linear_fwd
+    assert counts["per_image"] == conv_fwd + (conv_fwd + linear_fwd) + (conv_bwd + 2 * linear_fwd)
+    assert sum(counts["by_op_per_image"].values()) == counts["per_image"]
+    # the one convolution shape, called twice (the pass and the forward), once with gradients
+    (shape,) = counts["convolutions"]
+    assert (shape["batch"], shape["in_channels"], shape["out_channels"], shape["input_hw"]) == (4, 3, 8, [9, 11])
+    assert (shape["calls"], shape["calls_with_grad"], shape["forward_flops"]) == (2, 1, 2 * 4 * conv_fwd)
+
+
+def test_quickstart_step_flops_split_into_pass_forward_and_backward():
+    """The real model and step (aasae_task's model and its original-image pass hook, the config's
+    loss), batch 2: the pass is the trunk + projection forward counted on its own; the backward is
+    2x the forward but for the input gradient of the first convolution (conv 3->64, 3x3, 32x32:
+    images need none); without the pass, the same forward and backward and no pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vissl_aasae.models.posterior import posterior_of
+
+    def counts(*overrides):
+        config = quickstart(
+            "++config.TRAINER.TASK_NAME=aasae_task", "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=2", *overrides
+        )
+        return tp.run_flops(None, config, torch.device("cpu")), config
+
+    with_pass, config = counts()
+    assert with_pass["original_image_pass"] and with_pass["batch"] == 2
+    model = build(config).train()
+    with FlopCounterMode(display=False) as counter:
+        posterior_of(model, torch.randn(2, 3, 32, 32))
+    assert with_pass["original_pass_per_image"] == counter.get_total_flops() / 2 > 1e9
+    first_conv_input_grad = conv_forward_flops(3, 64, 3, 32, 32)
+    assert with_pass["backward_per_image"] == 2 * with_pass["forward_per_image"] - first_conv_input_grad
+    assert with_pass["per_image"] == pytest.approx(
+        with_pass["original_pass_per_image"] + with_pass["forward_per_image"] + with_pass["backward_per_image"], abs=1
+    )
+    assert 5.7e9 < with_pass["per_image"] < 5.8e9  # the figure benchmarks/RESULTS.md quotes (5.753 G)
+    without, _ = counts("config.MODEL.AASAE.ORIGINAL_IMAGE_PASS=False")
+    assert not without["original_image_pass"] and without["original_pass_per_image"] == 0
+    assert without["forward_per_image"] == with_pass["forward_per_image"]
+    assert without["backward_per_image"] == with_pass["backward_per_image"]
+    # the largest shape: the 64-channel 3x3 convolutions at 32x32 (4 in the pass, 4 with gradients)
+    top = with_pass["convolutions"][0]
+    assert (top["in_channels"], top["out_channels"], top["input_hw"], top["calls"]) == (64, 64, [32, 32], 8)
+
+
+def test_peak_microbenchmarks_count_what_they_time():
+    """The matmul's FLOPs are 2 n^3 per call, the convolution's forward + backward 3x its forward
+    (input and weight gradients); GFLOP/s = FLOPs per call x calls / seconds / 1e9."""
+    cpu = torch.device("cpu")
+    mm = tp.matmul_peak(cpu, torch.float32, seconds=0.05, n=64)
+    assert mm["flops_per_call"] == 2 * 64**3 and mm["calls"] >= 3
+    spec = {
+        "batch": 2,
+        "in_channels": 4,
+        "out_channels": 6,
+        "input_hw": [8, 8],
+        "kernel_size": [3, 3],
+        "stride": [1, 1],
+        "padding": [1, 1],
+        "dilation": [1, 1],
+        "groups": 1,
+    }
+    conv = tp.conv_peak(cpu, torch.float32, spec, seconds=0.05, channels_last=True)
+    assert conv["flops_per_call"] == 3 * 2 * conv_forward_flops(4, 6, 3, 8, 8)
+    for r in (mm, conv):
+        assert r["gflop_per_s"] == pytest.approx(r["flops_per_call"] * r["calls"] / r["seconds"] / 1e9)
+        assert len(r["chunk_gflop_per_s"]) >= 3 and min(r["chunk_gflop_per_s"]) <= r["gflop_per_s"]
+
+
+def fake_result(images_per_s, precision="fp32", low=None, high=None):
+    run = {"seconds_per_iteration": {"median": 1.0}, "images_per_s": images_per_s}
+    return {
+        "images_per_s": images_per_s,
+        "images_per_s_min": low or images_per_s,
+        "images_per_s_max": high or images_per_s,
+        "images_per_s_median_iteration": images_per_s,
+        "images_per_s_best_iteration": images_per_s,
+        "images_per_cpu_s": images_per_s / 2,
+        "peak_rss_mib": 1000.0,
+        "load_average_1min": [0.1, 0.2],
+        "runs": [run],
+        "precision": precision,
+        "flops_per_image_counted": 5.75e9,
+    }
+
+
+def test_flop_report_arithmetic_and_table():
+    """GFLOP/s = FLOPs per image x images/s / 1e9; fraction = achieved / peak: the run's precision's
+    peak (median over the repeats of each repeat's best), its convolution's, the datasheet's."""
+    report = tp.flop_report(5.75e9, 20.0, {"best": 135.0, "matmul": 135.0, "conv": 60.0}, {"fp32": 67.0})
+    assert report["gflop_per_image"] == 5.75
+    assert report["gflop_per_s"] == pytest.approx(115.0)
+    assert report["fraction_of_peak"] == pytest.approx(115.0 / 135.0)
+    assert report["fraction_of_conv_peak"] == pytest.approx(115.0 / 60.0)
+    assert report["fraction_of_datasheet_fp32"] == pytest.approx(115.0 / 67_000.0)
+
+    def repeat(mm32, conv32, mm16, conv16):
+        return {
+            "fp32": {"matmul": {"gflop_per_s": mm32}, "conv": {"gflop_per_s": conv32}},
+            "bf16": {"matmul": {"gflop_per_s": mm16}, "conv": {"gflop_per_s": conv16}},
+        }
+
+    peak = tp.aggregate_peak([repeat(100, 60, 700, 90), repeat(140, 50, 650, 120), repeat(120, 150, 600, 80)])
+    assert peak["fp32"]["matmul"] == 120 and (peak["fp32"]["matmul_min"], peak["fp32"]["matmul_max"]) == (100, 140)
+    assert peak["fp32"]["conv"] == 60 and peak["fp32"]["best"] == 140  # median of 100, 140, 150
+    assert peak["bf16"]["best"] == 650
+    summary = {
+        "flops": {
+            "per_image": 5.75e9,
+            "original_pass_per_image": 1.1e9,
+            "forward_per_image": 1.55e9,
+            "backward_per_image": 3.1e9,
+            "convolutions": [],
+        },
+        "peak": peak,
+        "datasheet": "H100 SXM",
+        "settings": {"compile": False},
+        "results": {
+            "step": fake_result(20.0, low=10.0, high=30.0),
+            "step bf16": fake_result(40.0, "bf16"),
+            "reference": fake_result(16.0),
+            "data": fake_result(1000.0),
+        },
+    }
+    summary["ratios"] = tp.compute_ratios(summary["results"])
+    tp.add_flop_reports(summary)
+    step, bf16 = summary["results"]["step"]["flops"], summary["results"]["step bf16"]["flops"]
+    assert step["gflop_per_s"] == pytest.approx(115.0) and step["fraction_of_peak"] == pytest.approx(115.0 / 140)
+    assert (step["gflop_per_s_min"], step["gflop_per_s_max"]) == pytest.approx((57.5, 172.5))
+    assert step["fraction_of_datasheet_fp32"] == pytest.approx(115.0 / 67_000)
+    assert step["fraction_of_datasheet_tf32"] == pytest.approx(115.0 / 494_500)
+    assert bf16["fraction_of_peak"] == pytest.approx(230.0 / 650) and bf16["fraction_of_conv_peak"] == pytest.approx(
+        230.0 / 90
+    )
+    assert bf16["fraction_of_datasheet_bf16"] == pytest.approx(230.0 / 989_000)
+    assert summary["results"]["reference"]["flops"]["fraction_of_peak"] == pytest.approx(92.0 / 140)
+    assert "flops" not in summary["results"]["data"] and step["counted_relative_difference"] == 0
+    assert summary["ratios"]["step / reference (img/s)"] == 1.25
+    assert summary["ratios"]["step bf16 / reference (img/s)"] == 2.5
+    text = tp.table(summary)
+    row = next(line for line in text.splitlines() if line.startswith("step "))
+    assert row.split()[-4:] == ["5.750", "115.0", "82.1", "191.7"]
+    assert "bf16 0.02 %" in next(line for line in text.splitlines() if line.startswith("step bf16: of the datasheet"))
+
+
+def test_variants_and_their_ratios():
+    args = tp.parse_args(["--modes", "step,data,plain,reference", "--precision", "fp32,bf16", "--compare-compile"])
+    keys = [key for key, *_ in tp.run_plan(args)]
+    assert keys == [
+        "step fp32",
+        "step fp32 compile",
+        "step bf16",
+        "step bf16 compile",
+        "data",
+        "plain fp32",
+        "plain fp32 compile",
+        "plain bf16",
+        "plain bf16 compile",
+        "reference",
+    ]
+    assert tp.run_plan(args)[-1] == ("reference", "reference", "fp32", False)  # the reference has no switches
+    results = {key: fake_result(10.0 + i) for i, key in enumerate(keys)}
+    ratios = tp.compute_ratios(results)
+    assert ratios["step bf16 compile / step bf16 (img/s)"] == pytest.approx(13.0 / 12.0)
+    assert ratios["step bf16 / step fp32 (img/s)"] == pytest.approx(12.0 / 10.0)
+    assert ratios["step fp32 / plain fp32 (img/s)"] == pytest.approx(10.0 / 15.0)
+    assert ratios["plain bf16 / reference (img/s)"] == pytest.approx(17.0 / 19.0)
+    assert ratios["data / step fp32 (img/s)"] == pytest.approx(14.0 / 10.0)
+    child = tp.parse_args(["--precision", "fp32,bf16", "--_child", "step", "--_out", "x", "--_variant", "bf16,1"])
+    assert (child.precision, child.compile) == ("bf16", True)
+    with pytest.raises(SystemExit):
+        tp.parse_args(["--precision", "fp16"])
+
+
+@pytest.mark.parametrize(
+    "name, sheet",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+        ("NVIDIA H100 NVL", None),
+        ("Tesla V100-SXM2-16GB", None),
+        ("", None),
+    ],
+)
+def test_datasheet_peak_by_device_name(name, sheet):
+    assert tp.datasheet_name(name) == sheet
+    if sheet in ("H100 SXM", "H200"):
+        assert tp.DATASHEET_TFLOPS[sheet] == {"bf16": 989.0, "fp32": 67.0, "tf32": 494.5}
