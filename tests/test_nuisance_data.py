@@ -256,3 +256,31 @@ def test_the_harness_refuses_a_missing_or_foreign_archive(tmp_path):
         # after argparse's usage, one line
         assert proc.stderr.strip().splitlines()[-1].startswith(f"fashion_mnist_study.py: error: --data {data}: ")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_study_c_end_to_end_on_a_tiny_archive(archive, tmp_path):
+    """One AASAE epoch on the archive through the harness: the launcher accepts the composed command,
+    the run reads the archive with its normalisation, and the probes and baselines land in the JSON."""
+    harness = REPO / "benchmarks" / "fashion_mnist_study.py"
+    command = [sys.executable, str(harness), "--out", str(tmp_path / "out"), "--dataset", "nuisance"]
+    command += ["--data", str(archive), "--results", str(tmp_path / "c.json"), "--figure", str(tmp_path / "c.png")]
+    command += ["--runs", "aasae:0", "--epochs", "1", "--train-images", "64", "--batch-size", "32"]
+    command += ["--fit", "200", "--draws", "1", "--workers", "0"]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["settings"]["dataset"] == "nuisance" and data["settings"]["views"] == "cifar10"
+    final = data["runs"]["aasae_s0"]["epochs"]["1"]
+    assert (final["n_fit"], final["n_test"]) == (200, 100) and "linear_top1_augmented_test" in final
+    assert set(data["baselines"]) == {"random_init", "raw_pixels"}
+    recorded = yaml.safe_load((tmp_path / "out" / "aasae_s0" / "train_config.yaml").read_text())
+    assert recorded["AASAE_DATASET"] == NORMALISATION
+    assert (recorded["DATA"]["TRAIN"]["DATASET_NAMES"], recorded["DATA"]["TRAIN"]["DATA_PATHS"]) == (
+        ["npz"],
+        [str(archive)],
+    )
+    (normalize,) = [t for t in recorded["DATA"]["TRAIN"]["TRANSFORMS"][0]["augmented"] if t["name"] == "Normalize"]
+    assert normalize["mean"] == NORMALISATION["MEAN"]
+    assert "AASAE summary: 2 iterations" in (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text()
+    assert (tmp_path / "c_view_similarity_aasae_s0.png").exists()
