@@ -206,3 +206,43 @@ def test_training_progress_line_at_least_every_30_seconds(tmp_path, caplog):
     # LOG_FREQUENCY 0 (never) and a slow run: still a line every 30 s
     lines = progress_lines(tmp_path, caplog, log_frequency=0, seconds_per_iteration=11.0, iterations=10)
     assert [line.split()[1] for line in lines] == ["iteration=3", "iteration=6", "iteration=9"]
+
+
+# ---------------------------------------------------------------- issue 28: aasae_metrics.json after a resume
+def test_a_resumed_run_replaces_the_records_of_the_iterations_it_makes_again(tmp_path, monkeypatch):
+    path = tmp_path / "aasae_metrics.json"
+    first = [{"iteration": i, "loss": 100.0 + i, "log_pxz": -1.0} for i in range(10)]
+    # the first launch logged iterations 0-9 and was killed while writing the line of iteration 10
+    path.write_text("".join(json.dumps(r) + "\n" for r in first) + '{"iteration": 10, "lo')
+    hook = metrics_hook(tmp_path, lambda: 0.0, log_frequency=1)
+    task = SimpleNamespace(
+        train=True,
+        iteration=6,  # resumed from the checkpoint of iteration 6
+        max_iteration=12,
+        device=torch.device("cpu"),
+        loss=SimpleNamespace(last_metrics={"log_pxz": torch.tensor(-2.0)}),
+        last_batch=SimpleNamespace(loss=None),
+    )
+    hook.on_start(task)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == first[:6]
+    for iteration in range(6, 12):
+        task.iteration, task.last_batch.loss = iteration, torch.tensor(200.0 + iteration)
+        hook.on_update(task)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["iteration"] for r in records] == list(range(12))  # each iteration once
+    assert [r["loss"] for r in records] == [100.0 + i for i in range(6)] + [200.0 + i for i in range(6, 12)]
+    assert [r["log_pxz"] for r in records] == [-1.0] * 6 + [-2.0] * 6  # the newest values
+
+    # killed while the next resume (at iteration 9) rewrites the file: the file stays whole, no temporary left
+    def killed(fd):
+        raise KeyboardInterrupt
+
+    before = path.read_text()
+    monkeypatch.setattr("vissl_aasae.checkpoints.os.fsync", killed)
+    task.iteration = 9
+    with pytest.raises(KeyboardInterrupt):
+        metrics_hook(tmp_path, lambda: 0.0, log_frequency=1).on_start(task)
+    assert path.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["aasae_metrics.json"]
+    monkeypatch.undo()
+    metrics_hook(tmp_path, lambda: 0.0, log_frequency=1).on_start(task)
+    assert [json.loads(line)["iteration"] for line in path.read_text().splitlines()] == list(range(9))

@@ -16,7 +16,10 @@ line, the primary rank logs a progress line (iteration, its loss, iterations don
 the next iteration, whatever ``LOG_FREQUENCY`` says (no record is written for it).
 
 The primary rank writes each record as a log line (with progress: iterations done, rate, ETA), as
-one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` and, when VISSL's TensorBoard hook is on
+one JSON line of ``<CHECKPOINT.DIR>/aasae_metrics.json`` (appended in one system call: a killed run
+leaves whole lines; a resumed run first drops the lines of the iterations it makes again, and any
+line cut short, rewriting the file atomically, so that the file holds each iteration once, with its
+newest value) and, when VISSL's TensorBoard hook is on
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), as scalars ``AASAE/<name>`` through its writer.
 At the end of training it prints one summary line: the mean loss of the first and of the last
 tenth of the iterations this run made (single-batch losses are too noisy to compare).
@@ -35,6 +38,7 @@ import torch
 from classy_vision.generic.distributed_util import all_reduce_mean, is_primary
 from classy_vision.hooks import ClassyHook
 
+from vissl_aasae.checkpoints import atomic_write
 from vissl_aasae.models.heads.aasae_resnet_decoder import as_output
 from vissl_aasae.models.posterior import encode, posterior_agreement
 from vissl_aasae.progress import Progress
@@ -68,6 +72,42 @@ class AASAEMetricsHook(ClassyHook):
     def on_start(self, task) -> None:
         self.progress = self._new_progress(task)
         self._last_line = self.clock()
+        if is_primary():
+            self._keep_records_before(int(task.iteration))
+
+    def _keep_records_before(self, start: int) -> None:
+        """The records of a resumed run's earlier launches, without those of iterations >= ``start``
+        (made again now) and lines cut short; one line per iteration (the last one written)."""
+        if not os.path.isfile(self.log_path):
+            return
+        with open(self.log_path) as f:
+            lines = f.read().splitlines()
+        kept = {}
+        for line in lines:
+            try:
+                iteration = int(json.loads(line)["iteration"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if iteration < start:
+                kept[iteration] = line
+        if len(kept) == len(lines):
+            return
+        text = "".join(kept[i] + "\n" for i in sorted(kept))
+        atomic_write(self.log_path, lambda f: f.write(text), mode="w")
+        logging.info(
+            f"aasae: {len(lines) - len(kept)} lines of {self.log_path} dropped (iterations >= {start}, made again "
+            "by this resumed run, duplicates or lines cut short)"
+        )
+
+    def _append(self, record: dict) -> None:
+        """One JSON line, appended in one system call (a killed process leaves the whole line or none)."""
+        data = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
 
     def _new_progress(self, task) -> Progress:
         total = int(getattr(task, "max_iteration", 0) or 0) - int(task.iteration)
@@ -132,8 +172,7 @@ class AASAEMetricsHook(ClassyHook):
         self._last_line = self.clock()
         logging.info("aasae " + " ".join(f"{k}={v:.5g}" for k, v in record.items()) + f" [{self.progress.line()}]")
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append(record)
         if self.tb_writer is not None:
             for name, value in metrics.items():
                 self.tb_writer.add_scalar(TAG_PREFIX + name, value, global_step=iteration)
