@@ -19,7 +19,7 @@ from PIL import Image
 from torch.distributions import Normal, kl_divergence
 
 from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
-from vissl_aasae.images import grid_size, reconstruction_grid
+from vissl_aasae.images import label_width, labelled_grid_size, reconstruction_grid
 from vissl_aasae.launcher import compose
 from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 from vissl_aasae.models.posterior import batch_norm_stats_kept
@@ -89,7 +89,7 @@ def test_training_logs_scalars_and_images_to_tensorboard(run):
         assert -1 <= r["posterior_cos_sim_mu"] <= 1 and -1 <= r["posterior_cos_sim_z"] <= 1
         assert r["posterior_kl"] >= 0
     assert "Training/Loss" in events.Tags()["scalars"]  # VISSL's own scalars share the writer
-    height, width = grid_size(3, IMAGES, 32, 32)
+    height, width = labelled_grid_size(IMAGES, 32, 32)
     images = events.Images("AASAE/reconstructions")
     assert [(i.step, i.height, i.width) for i in images] == [(0, height, width), (2, height, width), (4, height, width)]
     assert f"AASAE summary: {ITERATIONS} iterations" in run.stdout
@@ -105,12 +105,13 @@ def test_training_writes_png_grids_beside_the_checkpoints(run):
     )  # DATA_LIMIT draws a random subset
     folder = run.dir / "reconstructions"
     assert sorted(p.name for p in folder.iterdir()) == ["iter_000000.png", "iter_000002.png", "iter_000004.png"]
+    left = label_width()
     for path in folder.iterdir():
         grid = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-        assert grid.shape == (3 * 34 + 2, IMAGES * 34 + 2, 3)
+        assert grid.shape == (3 * 98 + 2, left + IMAGES * 98 + 2, 3)  # 32 px tiles drawn at 96 px
         for column in range(IMAGES):
             # row 1, de-normalised, is a training image as the original transform (Resize 32) shows it
-            tile = grid[2:34, 2 + 34 * column : 34 + 34 * column]
+            tile = grid[2:98:3, left + 2 + 98 * column : left + 98 + 98 * column : 3]  # one pixel of each 3x3
             assert np.abs(tile[..., 0] - tile[..., 2]).max() < 1.5 / 255  # gray stays gray
             assert np.abs(resized - tile[None, ..., 0]).max(axis=(1, 2)).min() < 1.5 / 255
 
@@ -121,10 +122,40 @@ def test_reconstruction_grid_denormalises_each_row():
     augmented = torch.full((3, 3, 4, 4), (1.0 - NORM_MEAN) / NORM_STD)  # shows as 1.0
     reconstruction = torch.full((3, 3, 4, 4), -10.0)  # far below 0: clamped to 0
     grid = reconstruction_grid(original, augmented, reconstruction, config, num_images=2)
-    assert tuple(grid.shape) == (3, *grid_size(3, 2, 4, 4))
-    assert grid[:, 2:6, 2:6] == pytest.approx(torch.full((3, 4, 4), 0.5), abs=1e-6)
-    assert grid[:, 8:12, 8:12] == pytest.approx(torch.ones(3, 4, 4), abs=1e-6)
-    assert grid[:, 14:18, 2:6].abs().max() == 0
+    assert tuple(grid.shape) == (3, *labelled_grid_size(2, 4, 4)) == (3, 3 * 98 + 2, label_width() + 2 * 98 + 2)
+    left = label_width() + 2  # 4 px tiles are drawn at 96 px (x24), after the label column
+    assert grid[:, 2:98, left : left + 96] == pytest.approx(torch.full((3, 96, 96), 0.5), abs=1e-6)
+    assert grid[:, 100:196, left + 98 : left + 194] == pytest.approx(torch.ones(3, 96, 96), abs=1e-6)
+    assert grid[:, 198:294, left : left + 96].abs().max() == 0
+
+
+def test_reconstruction_png_is_readable_with_labelled_rows(tmp_path):
+    """Issue 28: 32 px tiles without labels could not be read; tiles are now >= 96 px (nearest neighbour) and
+    the rows are named: original (the target), view (the encoder's augmented input), reconstruction."""
+    from vissl_aasae.hooks.aasae_reconstruction_hook import AASAEReconstructionHook
+    from vissl_aasae.images import ROW_LABELS
+
+    _, config = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={tmp_path}"])
+    config.AASAE.METRICS.NUM_IMAGES = 3
+    torch.manual_seed(0)
+    rows = [torch.randn(4, 3, 32, 32) for _ in range(3)]  # target, encoder input, decoder mean
+    hook = AASAEReconstructionHook(config)
+    hook._write(rows[0], rows[1], [rows[2]], iteration=7)  # what on_update passes (x_hat is a list)
+    png = np.asarray(Image.open(tmp_path / "reconstructions" / "iter_000007.png").convert("RGB"), dtype=np.float32)
+    left = label_width()
+    assert png.shape == (3 * 98 + 2, left + 3 * 98 + 2, 3)  # 32 px tiles at 96 px: x3
+    assert ROW_LABELS == ("original", "view", "reconstruction")
+    for row, images in enumerate(rows):
+        shown = ((images * NORM_STD + NORM_MEAN).clamp(0, 1) * 255).numpy()  # de-normalised, as saved
+        for column in range(3):
+            top, x = 2 + 98 * row, left + 2 + 98 * column
+            tile = png[top : top + 96, x : x + 96].transpose(2, 0, 1)
+            expected = shown[column].repeat(3, axis=1).repeat(3, axis=2)  # each pixel a 3x3 block
+            assert np.abs(tile - expected).max() <= 0.51, (row, column)
+    # each row's label: black text in the white column, its width that of its word (reconstruction > original > view)
+    ink = [int((png[2 + 98 * r : 98 + 98 * r, :left] < 128).any(axis=(0, 2)).sum()) for r in range(3)]
+    assert ink[2] > ink[0] > ink[1] > 10, ink
+    assert (png[:, :left] > 127).all(axis=2).mean() > 0.8  # the rest of the column is white
 
 
 # ---------------------------------------------------------------- the posterior pass

@@ -1,19 +1,30 @@
 """Viewable images from normalised tensors: the ``Normalize`` of a transform list, undone, and the
 reconstruction grid (row 1 original | row 2 augmented encoder input | row 3 reconstruction).
 
+The grid is made to be read: each tile is enlarged by an integer factor (nearest neighbour, so pixels
+stay pixels) to at least :data:`MIN_TILE` px, and a column on the left names each row
+(:data:`ROW_LABELS`).
+
 The mean/std come from the config's ``AASAEViews`` transform (``DATA.TRAIN.TRANSFORMS``): the
 ``original`` list for targets and reconstructions (the decoder outputs the likelihood mean in the
 target's normalised space), the ``augmented`` list for the encoder input.
 """
 
+import math
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 
 GRID_PADDING = 2
 VIEW_LISTS = ("original", "augmented")
+ROW_LABELS = ("original", "view", "reconstruction")  # the grid's rows, top to bottom
+MIN_TILE = 96  # px: tiles are enlarged (nearest neighbour, integer factor) to at least this
+LABEL_FONT_SIZE = 16
+LABEL_MARGIN = 6
 
 
 def views_transform(config, split: str = "TRAIN") -> Optional[dict]:
@@ -64,10 +75,61 @@ def grid_size(rows: int, columns: int, height: int, width: int, padding: int = G
     return rows * (height + padding) + padding, columns * (width + padding) + padding
 
 
+def upscale_factor(height: int, width: int, min_side: int = MIN_TILE) -> int:
+    """The integer factor that makes the shorter side of a ``height x width`` tile at least ``min_side``."""
+    return max(1, math.ceil(min_side / max(1, min(height, width))))
+
+
+def upscale(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Each pixel repeated ``factor`` times in both directions (nearest neighbour)."""
+    return images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+@lru_cache(maxsize=1)
+def _label_font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=LABEL_FONT_SIZE)
+    except (TypeError, ValueError, OSError, ImportError):  # Pillow without FreeType: the small bitmap font
+        return ImageFont.load_default()
+
+
+def label_width(labels: Sequence[str] = ROW_LABELS) -> int:
+    """Pixels of the label column: the widest label and a margin on each side."""
+    font = _label_font()
+    return max(int(font.getbbox(text)[2]) for text in labels) + 2 * LABEL_MARGIN
+
+
+def labelled_grid_size(
+    columns: int, height: int, width: int, rows: int = len(ROW_LABELS), padding: int = GRID_PADDING
+) -> Tuple[int, int]:
+    """(height, width) in pixels of :func:`reconstruction_grid` for ``columns`` images of ``height x width``."""
+    factor = upscale_factor(height, width)
+    grid_h, grid_w = grid_size(rows, columns, height * factor, width * factor, padding)
+    return grid_h, label_width() + grid_w
+
+
+def with_row_labels(grid: torch.Tensor, labels: Sequence[str], tile_height: int, padding: int = GRID_PADDING):
+    """``grid`` (3, H, W) with a white column on its left naming each row (black text, centred on the row)."""
+    from PIL import Image, ImageDraw
+
+    font = _label_font()
+    strip = Image.new("RGB", (label_width(labels), grid.shape[1]), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for row, text in enumerate(labels):
+        top, bottom = font.getbbox(text)[1::2]
+        centre = padding + row * (tile_height + padding) + tile_height / 2
+        draw.text((LABEL_MARGIN, round(centre - (top + bottom) / 2)), text, fill=(0, 0, 0), font=font)
+    column = torch.from_numpy(np.asarray(strip, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return torch.cat([column, grid], dim=2)
+
+
 def reconstruction_grid(
     original: torch.Tensor, augmented: torch.Tensor, reconstruction: torch.Tensor, config, num_images: int = 8
 ) -> torch.Tensor:
-    """(3, H', W') image in [0, 1]: rows original | augmented input | reconstruction, ``num_images`` columns."""
+    """(3, H', W') image in [0, 1]: rows original | view (the augmented encoder input) | reconstruction,
+    ``num_images`` columns, each tile enlarged to at least :data:`MIN_TILE` px, the rows named on the left."""
     n = min(int(num_images), len(original), len(augmented), len(reconstruction))
     if n < 1:
         raise ValueError("reconstruction_grid needs at least one image")
@@ -80,7 +142,10 @@ def reconstruction_grid(
         denormalize(augmented[:n], *input_norm),
         denormalize(reconstruction[:n], *target_norm),
     ]
-    return make_grid(torch.cat(rows), nrow=n, padding=GRID_PADDING, pad_value=1.0)
+    factor = upscale_factor(*original.shape[-2:])
+    tiles = upscale(torch.cat(rows), factor)
+    grid = make_grid(tiles, nrow=n, padding=GRID_PADDING, pad_value=1.0)
+    return with_row_labels(grid, ROW_LABELS, tiles.shape[-2])
 
 
 def save_grid(grid: torch.Tensor, path: Path) -> Path:

@@ -2,8 +2,10 @@
 
 Every ``AASAE.METRICS.IMAGE_FREQUENCY`` iterations (0: only at the end) the primary rank draws the
 first ``AASAE.METRICS.NUM_IMAGES`` images of the step's batch: row 1 the original (target) images,
-row 2 the encoder input, row 3 the reconstruction (the decoder's mean for the first sample of z),
-de-normalised with the ``Normalize`` of the config's ``AASAEViews`` lists.  The grid goes to
+row 2 the encoder input (the augmented view), row 3 the reconstruction (the decoder's mean for the
+first sample of z), de-normalised with the ``Normalize`` of the config's ``AASAEViews`` lists, each
+tile enlarged to at least 96 px (nearest neighbour) and the rows labelled "original", "view",
+"reconstruction" (:func:`vissl_aasae.images.reconstruction_grid`).  The grid goes to
 ``<CHECKPOINT.DIR>/reconstructions/iter_<iteration>.png`` and, when VISSL's TensorBoard hook is on,
 to the image summary ``AASAE/reconstructions`` of its writer.
 
