@@ -547,13 +547,22 @@ def test_benchmark_config_runs_one_iteration_on_cpu(tmp_path, data_root, checkpo
         assert (results["n_train"], results["n_test"]) == (2, 2)
         assert results["knn_top1"] in (0.0, 50.0, 100.0) and results["linear_top1"] in (0.0, 50.0, 100.0)
         assert results["checkpoint"] == str(checkpoints[stem])
-        assert f"knn(k=20) top-1 = {results['knn_top1']:.2f}%" in out.stdout
+        (line,) = [line for line in out.stdout.splitlines() if line.startswith("AASAE benchmark: ")]
+        assert line.startswith(f"AASAE benchmark: kNN (k=20) top-1 {results['knn_top1']:.2f} %")  # (2 classes:
+        assert f"; linear probe top-1 {results['linear_top1']:.2f} %" in line  # no top-5)
+        assert line.endswith(f" (test, 2 images), metrics in {ckpt_dir / 'quickstart_eval.json'}")
         return
     records = metrics_records(ckpt_dir)
     test_top1 = [r for r in records if "test_accuracy_list_meter" in r]
     assert len(test_top1) == 1
     (top1,) = test_top1[0]["test_accuracy_list_meter"]["top_1"].values()  # 2 test images: 0, 50 or 100 %
     assert top1 in (0.0, 50.0, 100.0)
+    (top5,) = test_top1[0]["test_accuracy_list_meter"]["top_5"].values()
+    kind = "linear" if name.startswith("linear/") else "fine-tuned"
+    assert (  # the accuracy on the console too (issue 28), not only in metrics.json
+        f"AASAE benchmark: {kind} top-1 {top1:.2f} %, top-5 {top5:.2f} % (test after epoch 1 of 1, 2 images), "
+        f"metrics in {ckpt_dir / 'metrics.json'}\n"
+    ) in out.stdout
     final = torch.load(ckpt_dir / "model_final_checkpoint_phase0.torch", weights_only=False)
     model = final["classy_state_dict"]["base_model"]["model"]
     conv1 = saved["_feature_blocks.conv1.weight"]
@@ -735,3 +744,45 @@ def test_eval_reports_each_stage_on_stderr(tmp_path, capsys):
     assert lines[5] == "kNN (k=20): 100 test images against 300 ..."
     assert re.fullmatch(r"kNN: done in 0:00:\d\d", lines[6]) and len(lines) == 7
     assert "linear top-1 = " in out.out and json.loads((tmp_path / "r.json").read_text())["n_train"] == 300
+
+
+# --------------------------------------------------------------------------- the benchmark's console line (issue 28)
+def test_benchmark_accuracy_is_one_console_line(tmp_path, capsys):
+    """Linear / fine-tuning launches wrote their accuracy to metrics.json only (VISSL's 'Rank: 0, name: ...' log
+    line stays in log.txt): a hook after VISSL's prints it from the same synced meter."""
+    from types import SimpleNamespace
+
+    from vissl.meters.accuracy_list_meter import AccuracyListMeter
+
+    from vissl_aasae.hooks import aasae_hook_generator
+    from vissl_aasae.hooks.aasae_benchmark_hook import AASAEBenchmarkReportHook
+
+    config = eval_config("linear/cifar10", "/unused.torch", *R18_CIFAR, ckpt_dir=str(tmp_path))
+    hooks = aasae_hook_generator(config)
+    assert isinstance(hooks[-1], AASAEBenchmarkReportHook)  # after VISSL's, which writes metrics.json
+    torch.manual_seed(0)
+    scores, labels = torch.randn(40, 10), torch.randint(0, 10, (40,))
+    meter = AccuracyListMeter(num_meters=1, topk_values=[1, 5], meter_names=[])
+    meter.update(scores, labels)
+    meter.sync_state()
+    ranked = scores.argsort(dim=1, descending=True)
+    top1 = 100 * (ranked[:, 0] == labels).float().mean().item()
+    top5 = 100 * (ranked[:, :5] == labels[:, None]).any(1).float().mean().item()
+    task = SimpleNamespace(
+        train=True, meters=[meter], checkpoint_folder=str(tmp_path), train_phase_idx=2, num_train_phases=90
+    )
+    hooks[-1].on_phase_end(task)
+    assert capsys.readouterr().out == ""  # a training phase: nothing
+    task.train = False
+    hooks[-1].on_phase_end(task)
+    assert capsys.readouterr().out == (
+        f"AASAE benchmark: linear top-1 {top1:.2f} %, top-5 {top5:.2f} % (test after epoch 3 of 90, 40 images), "
+        f"metrics in {tmp_path / 'metrics.json'}\n"
+    )
+    # the semi-supervised configs fine-tune the whole network
+    extra = [RN18, head(512, 1000)]
+    semi = eval_config("semi_supervised/imagenet1k_1percent", "/unused.torch", *extra, ckpt_dir=str(tmp_path))
+    assert AASAEBenchmarkReportHook(semi).kind == "fine-tuned"
+    # pretraining runs get no such hook
+    _, pretrain = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={tmp_path}"])
+    assert not any(isinstance(h, AASAEBenchmarkReportHook) for h in aasae_hook_generator(pretrain))

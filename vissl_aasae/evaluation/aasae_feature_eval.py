@@ -9,9 +9,11 @@ with the usual command line::
 VISSL's own kNN (``extract_features`` engine + ``tools/nearest_neighbor_test.py``) needs a GPU and
 several processes writing feature shards; this engine extracts in one process on
 ``MACHINE.DEVICE`` and runs :func:`vissl_aasae.evaluation.frozen_trunk.evaluate_frozen_trunk`.
-It prints one summary line and writes ``CHECKPOINT.DIR/<AASAE_EVAL.RESULTS_FILE>``.
+It prints progress on stderr, one line ``AASAE benchmark: kNN (k=20) top-1 ... (test, N images),
+metrics in <file>`` and writes that file, ``CHECKPOINT.DIR/<AASAE_EVAL.RESULTS_FILE>``.
 """
 
+import os
 from typing import Any, Callable, List
 
 import torch
@@ -21,7 +23,18 @@ from vissl.utils.env import set_env_vars
 from vissl.utils.logger import setup_logging, shutdown_logging
 from vissl.utils.misc import set_seeds
 
-from vissl_aasae.evaluation.frozen_trunk import evaluate_frozen_trunk, results_path, save_results, summary_line
+from vissl_aasae.evaluation.frozen_trunk import evaluate_frozen_trunk, results_path, save_results
+from vissl_aasae.hooks.aasae_benchmark_hook import benchmark_line
+
+
+def results_line(results, path: str) -> str:
+    """The benchmark's console line (the same form as the linear and fine-tuning benchmarks')."""
+    groups = []
+    for key, what in (("knn", f"kNN (k={results.get('knn_k')})"), ("linear", "linear probe")):
+        scores = {f"top-{k}": results[f"{key}_top{k}"] for k in (1, 5) if f"{key}_top{k}" in results}
+        if scores:
+            groups.append((what, scores))
+    return benchmark_line(groups, "test", results.get("n_test"), path)
 
 
 @register_engine("aasae_feature_eval")
@@ -48,7 +61,7 @@ class AASAEFeatureEvalEngine(Engine):
         set_seeds(cfg, 0)
         if cfg.MACHINE.DEVICE == "gpu" and torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
-        results = evaluate_frozen_trunk(cfg)
+        results = evaluate_frozen_trunk(cfg, progress=True)
         path = save_results(results, results_path(cfg))
-        print(summary_line(results) + f"  -> {path}", flush=True)
+        print(results_line(results, os.path.abspath(path)), flush=True)
         shutdown_logging()

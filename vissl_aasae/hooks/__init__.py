@@ -7,7 +7,9 @@ With ``LOSS.name: aasae_loss`` it adds, after VISSL's default hooks:
 - :class:`AASAEMetricsHook`: loss parts, posterior agreement, progress, end-of-training summary;
 - :class:`AASAEReconstructionHook`: original | augmented | reconstruction grids (PNG + TensorBoard);
 - :class:`AASAEDataReportHook`: counts the unreadable images left out of batches, reports them.
-Both write to TensorBoard through the ``SummaryWriter`` of VISSL's own TensorBoard hook
+Other runs that test a model (the linear and semi-supervised benchmarks) get
+:class:`AASAEBenchmarkReportHook`: their accuracy as one console line per test phase.
+The first two write to TensorBoard through the ``SummaryWriter`` of VISSL's own TensorBoard hook
 (``HOOKS.TENSORBOARD_SETUP.USE_TENSORBOARD``), not a second writer.  Their frequencies are the
 ``AASAE.METRICS`` block (:class:`vissl_aasae.settings.MetricsSettings`).
 """
@@ -17,6 +19,7 @@ from typing import List
 import torch
 from classy_vision.hooks import ClassyHook
 
+from vissl_aasae.hooks.aasae_benchmark_hook import AASAEBenchmarkReportHook
 from vissl_aasae.hooks.aasae_data_report_hook import AASAEDataReportHook
 from vissl_aasae.hooks.aasae_metrics_hook import AASAEMetricsHook
 from vissl_aasae.hooks.aasae_reconstruction_hook import AASAEReconstructionHook
@@ -44,4 +47,6 @@ def aasae_hook_generator(config) -> List[ClassyHook]:
         hooks.append(AASAEMetricsHook(config, writer))
         hooks.append(AASAEReconstructionHook(config, writer))
         hooks.append(AASAEDataReportHook())
+    elif config.TEST_MODEL:  # a benchmark: after VISSL's hooks, which sync the meters and write metrics.json
+        hooks.append(AASAEBenchmarkReportHook(config))
     return hooks
