@@ -11,6 +11,7 @@ import zipfile
 import pytest
 import torch
 from conftest import CPU_OVERRIDES, REPO, run_launcher
+from fake_data import write_image_folder
 
 TINY = [
     "config=pretrain/aasae/quickstart",
@@ -171,6 +172,60 @@ def test_two_process_run_uses_the_plugin_in_both_ranks(tmp_path):
             ["config=pretrain/aasae/quickstart", "config.OPTIMIZER.num_epochs=0"],
             "OPTIMIZER.num_epochs=0 must be a positive integer",
         ),
+        # issue 28: silent wrong results and misleading errors, refused before any work
+        (
+            ["config=pretrain/aasae/quickstart", "+config.OPTIMIZER.num_epoch=1"],
+            "+config.OPTIMIZER.num_epoch: OPTIMIZER has no key 'num_epoch', so nothing would read it; did you mean "
+            "config.OPTIMIZER.num_epochs?",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "+config.OPTIMISER.lr=1"],
+            "config has no key 'OPTIMISER', so nothing would read it; did you mean config.OPTIMIZER?",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.OPTIMIZER.param_schedulers.lr.lengths=[0.1,0.8]"],
+            "OPTIMIZER.param_schedulers.lr.lengths=[0.1, 0.8] must be fractions of the training that sum to 1 "
+            "(sum 0.9)",
+        ),
+        (
+            [
+                "config=pretrain/aasae/quickstart",
+                "config.OPTIMIZER.param_schedulers.lr.schedulers=[{name:linear,start_value:0.0,end_value:-1.0e-3},"
+                "{name:constant,value:-1.0e-3}]",
+            ],
+            "OPTIMIZER.param_schedulers.lr.schedulers[0].end_value=-0.001: a learning rate must not be negative",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.OPTIMIZER.param_schedulers.lr.schedulers.1.value=nan"],
+            "OPTIMIZER.param_schedulers.lr.schedulers[1].value=nan must be a finite number",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.DATA.NUM_DATALOADER_WORKERS=-1"],
+            "DATA.NUM_DATALOADER_WORKERS=-1 must be 0 (load in the trainer) or more",
+        ),
+        (
+            ["config=pretrain/aasae/quickstart", "config.MODEL.AASAE.INPUT_HEIGHT=64"],
+            "DATA.TRAIN.TRANSFORMS[0].original makes 32 px images (Resize size=32) but MODEL.AASAE.INPUT_HEIGHT=64",
+        ),
+        (
+            ["config=pretrain/aasae/cifar10", "config.DATA.TRAIN.DATA_PATHS=/no/such/cifar"],
+            "DATA.TRAIN.DATA_PATHS='/no/such/cifar' must be a list: write "
+            "config.DATA.TRAIN.DATA_PATHS=[/no/such/cifar]",
+        ),
+        (
+            ["config=benchmark/aasae/knn/quickstart", *CPU_OVERRIDES],
+            "MODEL.WEIGHTS_INIT.PARAMS_FILE is empty: this benchmark would evaluate a randomly initialised trunk",
+        ),
+        (
+            [
+                "config=benchmark/aasae/linear/stl10",
+                "config.DATA.TRAIN.DATA_PATHS=[.]",
+                "config.DATA.TEST.DATA_PATHS=[.]",
+                *CPU_OVERRIDES,
+            ],
+            "or config.AASAE_EVAL.RANDOM_INIT=True for a random-init baseline",
+        ),
+        (["config.OPTIMIZER.num_epochs=2"], "error: no config given: add config=NAME"),
         pytest.param(
             ["config=pretrain/aasae/quickstart", "config.MACHINE.DEVICE=gpu"],
             "error: MACHINE.DEVICE=gpu but this machine has no CUDA GPU; on CPU set config.MACHINE.DEVICE=cpu",
@@ -185,6 +240,72 @@ def test_bad_input_gives_one_clear_line(tmp_path, overrides, needle, launch_here
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
     assert needle in lines[0]
     assert not glob.glob(str(tmp_path / "*.torch"))
+
+
+def test_a_folder_smaller_than_one_global_batch_is_named_with_its_size(tmp_path, launch_here):
+    """config=pretrain/aasae/imagenet on 40 images said "needs 5000000 epochs of 0 iterations"."""
+    write_image_folder(tmp_path / "train", per_class=20, size=8)
+    out = launch_here(
+        ["config=pretrain/aasae/imagenet", f"config.DATA.TRAIN.DATA_PATHS=[{tmp_path / 'train'}]", *CPU_OVERRIDES],
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "error: DATA.TRAIN holds 40 images, fewer than one global batch of 128 (DATA.TRAIN.BATCHSIZE_PER_REPLICA=128 "
+        "x 1 process(es)) with DROP_LAST: an epoch would be 0 iterations; lower the batch size or give more images"
+    )
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_refused(tmp_path, launch_here):
+    (tmp_path / "run").write_text("not a folder")
+    out = launch_here(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={tmp_path / 'run'}"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: CHECKPOINT.DIR='{tmp_path / 'run'}' is a file, not a folder"
+
+
+def test_home_in_paths_is_expanded_quoted_or_not(tmp_path, monkeypatch):
+    """CHECKPOINT.DIR=~/x made a literal ./~/x folder (quoted) or a Hydra lexer error (unquoted)."""
+    from vissl_aasae.launcher import compose
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for value in ("~/runs/a", "'~/runs/a'"):
+        _, config = compose(
+            [
+                "config=pretrain/aasae/quickstart",
+                f"config.CHECKPOINT.DIR={value}",
+                "config.DATA.TRAIN.DATA_PATHS=[~/data,/abs]",
+                "config.MODEL.WEIGHTS_INIT.PARAMS_FILE=~/w.torch",
+            ]
+        )
+        assert config.CHECKPOINT.DIR == str(tmp_path / "runs" / "a")
+        assert list(config.DATA.TRAIN.DATA_PATHS) == [str(tmp_path / "data"), "/abs"]
+        assert config.MODEL.WEIGHTS_INIT.PARAMS_FILE == str(tmp_path / "w.torch")
+
+
+def test_help_prints_the_usage_and_the_configs():
+    out = run_launcher(["--help"], cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("usage: run_distributed_engines.py config=<config>")
+    assert "pretrain/aasae/{cifar10,imagenet,quickstart,stl10}" in out.stdout
+    assert "+config/pretrain/aasae/variant={aaae,aasae,ae,vae}" in out.stdout
+
+
+def test_upscaled_images_are_reported_once_and_the_quickstart_is_not():
+    from vissl_aasae.config_check import upscaling_warning
+    from vissl_aasae.launcher import compose
+
+    _, quickstart = compose(["config=pretrain/aasae/quickstart"])  # 28 px images at 32 px: as designed
+    assert upscaling_warning(quickstart) is None
+    _, stl10 = compose(
+        [
+            "config=pretrain/aasae/stl10",
+            "config.DATA.TRAIN.DATASET_NAMES=[npz]",
+            "config.DATA.TRAIN.DATA_PATHS=[embedded]",
+        ]
+    )
+    line = upscaling_warning(stl10)
+    assert line.startswith("the training images are 28x28 px (DATA.TRAIN.DATA_PATHS[0]='embedded') and ")
+    assert "MODEL.AASAE.INPUT_HEIGHT=96: they are upscaled 3.4x" in line
 
 
 def test_refusal_from_the_command_line(tmp_path):

@@ -17,6 +17,7 @@ from fake_data import write_image_folder
 from PIL import Image
 
 from vissl_aasae import compat
+from vissl_aasae.config_check import ConfigError
 from vissl_aasae.launcher import LOCK_FILE, RunLock, RunLocked, compose, write_config
 
 TINY = [
@@ -145,6 +146,44 @@ def test_divergence_stops_with_one_line_naming_iteration_and_checkpoint(tmp_path
             )
     if last != "none":
         assert os.path.exists(last)
+
+
+def _divergence_hook(*overrides):
+    from vissl_aasae.hooks.aasae_divergence_hook import AASAEDivergenceHook
+
+    _, config = compose(["config=pretrain/aasae/quickstart", "config.LOG_FREQUENCY=3", *overrides])
+    return AASAEDivergenceHook(config)
+
+
+def _updates(hook, losses, start=0, device="cpu"):
+    task = SimpleNamespace(device=torch.device(device), iteration=start, last_batch=None)
+    for i, loss in enumerate(losses):
+        task.iteration, task.last_batch = start + i, SimpleNamespace(loss=torch.tensor(loss))
+        hook.on_update(task)
+    hook.on_end(task)
+
+
+def test_a_loss_grown_by_orders_of_magnitude_stops_the_run_naming_iteration_and_loss():
+    """A finite but exploding loss (a learning rate far too high) trained on to 1.6e25 (issue 28)."""
+    _updates(_divergence_hook(), [4200.0, 3900.0, 9000.0, 4.1e6])  # < 1000x the first: trains on
+    with pytest.raises(FloatingPointError) as err:
+        _updates(_divergence_hook(), [4200.0, 3900.0, 9000.0, 4.3e6, 1.6e25], start=50)
+    assert str(err.value) == (
+        "training diverged: loss 4.3e+06 at iteration 53 is more than 1000x the first one's (4200 at iteration 50; "
+        "AASAE.DIVERGENCE_FACTOR)"
+    )
+    with pytest.raises(FloatingPointError, match="loss nan at iteration 1"):
+        _updates(_divergence_hook("config.AASAE.DIVERGENCE_FACTOR=null"), [4200.0, float("nan")])
+    _updates(_divergence_hook("config.AASAE.DIVERGENCE_FACTOR=null"), [4200.0, 1e30])  # switched off
+    # on a GPU the losses are read every LOG_FREQUENCY (3) updates: the check comes at the next read
+    hook = _divergence_hook()
+    task = SimpleNamespace(device=torch.device("meta"), iteration=0, last_batch=SimpleNamespace(loss=torch.tensor(1.0)))
+    hook.on_update(task)
+    task.iteration, task.last_batch = 1, SimpleNamespace(loss=torch.tensor(1e9))
+    hook.on_update(task)
+    with pytest.raises(FloatingPointError, match="at iteration 1 "):
+        task.iteration = 2
+        hook.on_update(task)
 
 
 @pytest.mark.slow
@@ -282,11 +321,22 @@ def test_a_finished_run_keeps_its_record(relative_run):
     )
     assert other.returncode == 2
     line = error_line(other)
-    assert line.startswith("error: CHECKPOINT.DIR='./checkpoints/run' holds a run with another config"), line
+    assert line.startswith("error: CHECKPOINT.DIR='./checkpoints/run' holds a finished run"), line
     assert "OPTIMIZER.num_epochs: 1 -> 2" in line and "DATA.TRAIN.DATA_LIMIT: 64 -> 32" in line
-    assert "config.AASAE.OVERWRITE_CONFIG=True" in line
+    assert "To train longer, start a new run from its weights" in line  # not OVERWRITE_CONFIG: refused too
     rejected = run_launcher([*base, "config.MODEL.AASAE.LATENT_DIM=0"], cwd=relative_run.launch, timeout=300)
     assert rejected.returncode == 2 and "MODEL.AASAE.LATENT_DIM=0 must be >= 1" in error_line(rejected)
+    # issue 28: OVERWRITE_CONFIG on a finished run rewrote the record and trained nothing ("already succeeded")
+    extended = run_launcher(
+        [*base, "config.OPTIMIZER.num_epochs=2", "config.AASAE.OVERWRITE_CONFIG=True"], cwd=relative_run.launch
+    )
+    assert extended.returncode == 2
+    assert error_line(extended) == (
+        "error: CHECKPOINT.DIR='./checkpoints/run' holds a finished run (model_final_checkpoint_phase0.torch) whose "
+        "record (train_config.yaml) is kept: 1 keys differ (OPTIMIZER.num_epochs: 1 -> 2). To train longer, start a "
+        "new run from its weights: config.CHECKPOINT.DIR=<new folder> "
+        "config.MODEL.WEIGHTS_INIT.PARAMS_FILE=./checkpoints/run/model_final_checkpoint_phase0.torch"
+    )
     assert record.read_bytes() == relative_run.config
     assert not (relative_run.folder / LOCK_FILE).exists()
 
@@ -331,18 +381,35 @@ def test_tools_leave_a_runs_record_alone(tmp_path):
     assert (run / "train_config.yaml").read_bytes() == before
 
 
+def test_a_record_without_checkpoints_does_not_block_the_corrected_launch(tmp_path):
+    """A launch refused or stopped before its first checkpoint leaves a record that describes nothing:
+    the corrected launch replaces it instead of being refused (issue 28)."""
+    from vissl_aasae.launcher import check_recorded_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _record(run, ["config.MODEL.AASAE.INPUT_HEIGHT=64"])
+    _, corrected = compose(["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={run}"])
+    assert check_recorded_config(corrected, str(run)) is True
+    (run / "model_phase0.torch").write_bytes(b"")  # with a checkpoint beside it, the record is the run's
+    with pytest.raises(ConfigError, match="holds a run with another config"):
+        check_recorded_config(corrected, str(run))
+
+
 @pytest.mark.slow
 def test_a_launch_with_another_config_refuses_unless_told_to_overwrite(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     before = _record(run, ["config.OPTIMIZER.num_epochs=1"])
+    (run / "model_phase0.torch").write_bytes(b"")  # a run with a checkpoint: its record counts
     base = ["config=pretrain/aasae/quickstart", f"config.CHECKPOINT.DIR={run}", "config.DATA.TRAIN.DATA_LIMIT=64"]
     out = run_launcher([*base, "config.MODEL.AASAE.LATENT_DIM=64"], cwd=tmp_path, timeout=300)
     assert out.returncode == 2
     line = error_line(out)
     assert "3 keys differ" in line and "MODEL.AASAE.LATENT_DIM: 128 -> 64" in line
     assert "OPTIMIZER.num_epochs: 1 -> 2" in line and "DATA.TRAIN.DATA_LIMIT: 1280 -> 64" in line
-    assert (run / "train_config.yaml").read_bytes() == before and sorted(os.listdir(run)) == ["train_config.yaml"]
+    assert (run / "train_config.yaml").read_bytes() == before
+    assert sorted(os.listdir(run)) == ["model_phase0.torch", "train_config.yaml"]
     from vissl_aasae.launcher import check_recorded_config
 
     _, config = compose([*base, "config.MODEL.AASAE.LATENT_DIM=64", "config.AASAE.OVERWRITE_CONFIG=True"])
@@ -448,7 +515,9 @@ def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_without_saving_anything_partial(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_stop_cleanly_without_saving_anything_partial(tmp_path, signum):
+    """Ctrl-C exits 130; SIGTERM (what schedulers send) the same clean stop with 143 (issue 28)."""
     command = [
         sys.executable,
         str(LAUNCHER),
@@ -461,10 +530,10 @@ def test_ctrl_c_exits_130_without_saving_anything_partial(tmp_path):
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and len(metrics(tmp_path)) < 2:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1].startswith("error: interrupted (SIGINT)")
+    assert proc.returncode == 128 + signum, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith(f"error: interrupted ({signal.Signals(signum).name})")
     assert "All Done!" not in stdout + stderr
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".torch") or ".tmp" in n or n == LOCK_FILE]
     assert len(metrics(tmp_path)) < 32  # it stopped in the middle of the epoch

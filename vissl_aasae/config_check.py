@@ -166,36 +166,57 @@ def _check_data_limit(config, split) -> None:
             )
 
 
-def _check_max_iterations(config) -> None:
-    """``AASAE.MAX_ITERATIONS`` must be reachable within ``OPTIMIZER.num_epochs`` epochs of the data."""
-    import math
-
-    from vissl_aasae.settings import RunSettings
-
-    cap = RunSettings.from_config(config).max_iterations
+def _train_images(config, stop_above: int):
+    """Images of DATA.TRAIN after DATA_LIMIT (disk folders counted up to ``stop_above``); None when
+    a source's size is not known here (aasae_task checks at start-up)."""
     data = config.DATA.TRAIN
-    if cap is None or config.TEST_ONLY or not data.DATA_SOURCES:
-        return
-    epochs = int(config.OPTIMIZER.num_epochs)
-    ranks = int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
-    batch = int(data.BATCHSIZE_PER_REPLICA) * ranks
-    per_epoch_needed = math.ceil(cap / epochs)
-    images_needed = per_epoch_needed * batch  # with DROP_LAST; without it a little less would do
-    limit = int(data.get("DATA_LIMIT", -1))
     size = 0
     for i, (source, path) in enumerate(zip(data.DATA_SOURCES, data.DATA_PATHS)):
         name = data.DATASET_NAMES[i] if i < len(data.DATASET_NAMES) else None
         if source == "disk_folder":
-            size += _count_folder_images(os.path.expanduser(str(path)), images_needed)
+            size += _count_folder_images(os.path.expanduser(str(path)), stop_above)
         elif source == "aasae_array":
             size += _array_size(name, str(path), "train", data.get("HOLD_OUT", 0) or 0) or 0
         else:
-            return  # a source whose size is not known here: aasae_task checks at start-up
-    if limit > 0:
-        size = min(size, limit)
-    per_epoch = size // batch if data.get("DROP_LAST", False) else math.ceil(size / batch)
-    if per_epoch * epochs < cap:
-        need = math.ceil(cap / max(1, per_epoch))
+            return None
+    limit = int(data.get("DATA_LIMIT", -1))
+    return min(size, limit) if limit > 0 else size
+
+
+def _global_batch(config) -> int:
+    ranks = int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
+    return int(config.DATA.TRAIN.BATCHSIZE_PER_REPLICA) * ranks
+
+
+def _check_epoch_length(config) -> None:
+    """One epoch must be at least one iteration (VISSL would report "One epoch = 0 iterations" and
+    train nothing, or divide by zero), and ``AASAE.MAX_ITERATIONS`` reachable within
+    ``OPTIMIZER.num_epochs`` epochs of the data."""
+    import math
+
+    from vissl_aasae.settings import RunSettings
+
+    data = config.DATA.TRAIN
+    if config.TEST_ONLY or not data.DATA_SOURCES:
+        return
+    cap = RunSettings.from_config(config).max_iterations
+    epochs = int(config.OPTIMIZER.num_epochs)
+    batch = _global_batch(config)
+    needed = math.ceil(cap / epochs) * batch if cap else batch  # with DROP_LAST; without it a little less
+    size = _train_images(config, needed)
+    if size is None:
+        return
+    drop_last = data.get("DROP_LAST", False)
+    per_epoch = size // batch if drop_last else math.ceil(size / batch)
+    ranks = batch // int(data.BATCHSIZE_PER_REPLICA)
+    if per_epoch == 0:
+        raise ConfigError(
+            f"DATA.TRAIN holds {size} images, fewer than one global batch of {batch} (DATA.TRAIN.BATCHSIZE_PER_REPLICA="
+            f"{data.BATCHSIZE_PER_REPLICA} x {ranks} process(es)){' with DROP_LAST' if drop_last else ''}: an epoch "
+            "would be 0 iterations; lower the batch size or give more images"
+        )
+    if cap and per_epoch * epochs < cap:
+        need = math.ceil(cap / per_epoch)
         raise ConfigError(
             f"AASAE.MAX_ITERATIONS={cap} needs {need} epochs of {per_epoch} iterations ({size} images, global batch "
             f"{batch}) but OPTIMIZER.num_epochs={epochs}; raise num_epochs or set AASAE.MAX_ITERATIONS=null"
@@ -217,11 +238,20 @@ def _check_batch(config, split):
         )
 
 
+LIST_KEYS = ("DATA_SOURCES", "DATASET_NAMES", "DATA_PATHS", "LABEL_SOURCES", "LABEL_PATHS")
+
+
 def _check_data(config, split):
     from vissl.data import DATASET_SOURCE_MAP
 
     data = config.DATA[split]
     key = f"DATA.{split}"
+    for name in LIST_KEYS:
+        value = data.get(name)
+        if isinstance(value, str):  # VISSL would read each character as an entry: DATA_PATHS[1]='t'
+            raise ConfigError(
+                f"{key}.{name}={value!r} must be a list: write config.{key}.{name}=[{value}] (with the brackets)"
+            )
     for i, source in enumerate(data.DATA_SOURCES):
         _known(source, DATASET_SOURCE_MAP, f"{key}.DATA_SOURCES[{i}]")
     for i, path in enumerate(data.DATA_PATHS):
@@ -243,6 +273,87 @@ def _check_data(config, split):
     collator = data.COLLATE_FUNCTION
     if collator != "default_collate":
         _known(collator, COLLATOR_REGISTRY, f"{key}.COLLATE_FUNCTION")
+
+
+# transforms whose ``size`` sets the image's side (a Resize with one number sets the shorter side)
+SIZING_TRANSFORMS = ("RandomResizedCrop", "CenterCrop", "RandomCrop", "Resize")
+
+
+def view_size(transforms):
+    """(side, transform name) of the last sizing transform of a pipeline; None when it keeps the data's size."""
+    for transform in reversed(list(transforms or [])):
+        if transform.get("name") in SIZING_TRANSFORMS and "size" in transform:
+            size = transform["size"]
+            sides = set(size) if isinstance(size, (list, tuple)) else {size}
+            return (sides.pop() if len(sides) == 1 else tuple(size)), transform["name"]
+    return None
+
+
+def _check_view_sizes(config) -> None:
+    """Both views must come out at MODEL.AASAE.INPUT_HEIGHT, the side of the images the decoder makes
+    (otherwise the likelihood fails at iteration 0)."""
+    from vissl_aasae.settings import MethodSettings
+
+    height = MethodSettings.from_config(config).input_height
+    (views,) = config.DATA.TRAIN.TRANSFORMS
+    for part in ("original", "augmented"):
+        found = view_size(views.get(part))
+        if found is not None and found[0] != height:
+            raise ConfigError(
+                f"DATA.TRAIN.TRANSFORMS[0].{part} makes {found[0]} px images ({found[1]} size={found[0]}) but "
+                f"MODEL.AASAE.INPUT_HEIGHT={height} (the side of the decoder's images): set them alike"
+            )
+
+
+# images smaller than this share of INPUT_HEIGHT are reported as upscaled (the quickstart's 28 -> 32 px is not)
+UPSCALE_WARNING_FACTOR = 4 / 3
+
+
+def first_image_size(config):
+    """(width, height) of the first training image, read cheaply (a PIL header or the array's shape);
+    None when the source is not one of the plugin's or the folder's."""
+    data = config.DATA.TRAIN
+    if not data.DATA_SOURCES or not data.DATA_PATHS:
+        return None
+    source, path = data.DATA_SOURCES[0], os.path.expanduser(str(data.DATA_PATHS[0]))
+    if source == "aasae_array":
+        from vissl_aasae.data.aasae_array import load_arrays
+
+        try:
+            images = load_arrays(data.DATASET_NAMES[0], str(data.DATA_PATHS[0]), "train")[0]
+        except (ValueError, FileNotFoundError, OSError):
+            return None
+        return (images.shape[2], images.shape[1]) if len(images) and images.ndim >= 3 else None
+    if source == "disk_folder" and os.path.isdir(path):
+        from PIL import Image
+
+        for folder, _, files in sorted(os.walk(path, followlinks=True)):
+            for name in sorted(f for f in files if _is_image(f)):
+                try:
+                    with Image.open(os.path.join(folder, name)) as image:
+                        return image.size
+                except OSError:
+                    continue
+    return None
+
+
+def upscaling_warning(config):
+    """A line when the training images are much smaller than MODEL.AASAE.INPUT_HEIGHT (a 96 px config
+    fed 28 px images trains on upscaled images); None otherwise."""
+    from vissl_aasae.settings import MethodSettings
+
+    if (config.LOSS.get("name") != "aasae_loss") or config.TEST_ONLY:
+        return None
+    size = first_image_size(config)
+    height = MethodSettings.from_config(config).input_height
+    if size is None or min(size) * UPSCALE_WARNING_FACTOR >= height:
+        return None
+    return (
+        f"the training images are {size[0]}x{size[1]} px "
+        f"(DATA.TRAIN.DATA_PATHS[0]={config.DATA.TRAIN.DATA_PATHS[0]!r}) "
+        f"and MODEL.AASAE.INPUT_HEIGHT={height}: they are upscaled {height / min(size):.1f}x; a config made for "
+        "images of this size (e.g. pretrain/aasae/quickstart or cifar10 for 28-32 px) fits them better"
+    )
 
 
 def _check_aasae(config):
@@ -293,6 +404,12 @@ def _check_run_settings(config) -> None:
     epochs = config.OPTIMIZER.get("num_epochs")
     if not config.TEST_ONLY and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ConfigError(f"OPTIMIZER.num_epochs={epochs!r} must be a positive integer")
+    workers = config.DATA.get("NUM_DATALOADER_WORKERS", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"DATA.NUM_DATALOADER_WORKERS={workers!r} must be 0 (load in the trainer) or more")
+    if not config.TEST_ONLY:
+        for name, scheduler in (config.OPTIMIZER.get("param_schedulers") or {}).items():
+            _check_scheduler(scheduler, f"OPTIMIZER.param_schedulers.{name}", learning_rate=name.startswith("lr"))
     from vissl_aasae.settings import validate
 
     try:  # every plugin section (MODEL.AASAE, AASAE, AASAE_EVAL...): unknown keys, types, allowed values
@@ -302,6 +419,46 @@ def _check_run_settings(config) -> None:
     fraction = max_unreadable_fraction(config)
     if not 0 <= fraction <= 1:
         raise ConfigError(f"AASAE.MAX_UNREADABLE_FRACTION={fraction!r} must be between 0 and 1")
+
+
+# the values each of classy_vision's schedulers reads
+SCHEDULER_VALUES = {
+    "constant": ("value",),
+    "linear": ("start_value", "end_value"),
+    "cosine": ("start_value", "end_value"),
+    "polynomial": ("base_value",),
+    "step_with_fixed_gamma": ("base_value",),
+    "multistep": ("values",),
+    "step": ("values",),
+}
+
+
+def _check_scheduler(scheduler, key: str, learning_rate: bool) -> None:
+    """Finite values (non-negative for a learning rate: a negative one ascends the loss to 1e25) and a
+    composite's ``lengths`` summing to 1, one per scheduler."""
+    import math
+
+    name = scheduler.get("name")
+    if name == "composite":
+        parts, lengths = list(scheduler.get("schedulers") or []), list(scheduler.get("lengths") or [])
+        if len(parts) != len(lengths):
+            raise ConfigError(f"{key}.lengths={lengths} must give one length per scheduler ({len(parts)})")
+        if any(
+            isinstance(x, bool) or not isinstance(x, (int, float)) or not x >= 0 for x in lengths
+        ) or not math.isclose(sum(lengths), 1.0, abs_tol=1e-3):
+            raise ConfigError(
+                f"{key}.lengths={lengths} must be fractions of the training that sum to 1 (sum {sum(lengths):g})"
+            )
+        for i, part in enumerate(parts):
+            _check_scheduler(part, f"{key}.schedulers[{i}]", learning_rate)
+        return
+    for field in SCHEDULER_VALUES.get(name, ()):
+        value = scheduler.get(field)
+        for x in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+                raise ConfigError(f"{key}.{field}={value!r} must be a finite number")
+            if learning_rate and x < 0:
+                raise ConfigError(f"{key}.{field}={value!r}: a learning rate must not be negative")
 
 
 def max_unreadable_fraction(config) -> float:
@@ -363,6 +520,9 @@ def check_config(config) -> None:
     from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
 
     _check_run_settings(config)
+    folder = os.path.expanduser(str(config.CHECKPOINT.DIR))
+    if "://" not in folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"CHECKPOINT.DIR={config.CHECKPOINT.DIR!r} is a file, not a folder")
     _known(config.MODEL.TRUNK.NAME, MODEL_TRUNKS_REGISTRY, "MODEL.TRUNK.NAME")
     for i, head in enumerate(config.MODEL.HEAD.PARAMS):
         _known(head[0], MODEL_HEADS_REGISTRY, f"MODEL.HEAD.PARAMS[{i}][0]")
@@ -375,6 +535,7 @@ def check_config(config) -> None:
             _check_data(config, split)
     if config.LOSS.name == "aasae_loss":
         _check_aasae(config)
-        _check_max_iterations(config)
+        _check_view_sizes(config)
+        _check_epoch_length(config)
     _check_model_builds(config)
     _check_device_available(config)

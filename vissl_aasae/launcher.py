@@ -14,20 +14,22 @@ CPU ranks share the cores instead of each taking all of them; and what a run gua
 - only a training launch that passed validation writes ``train_config.yaml``; one whose config differs
   from the record already there refuses, naming the keys, unless ``config.AASAE.OVERWRITE_CONFIG=True``;
 - the run resumes from the newest *complete* checkpoint (a truncated one is passed over, with a warning);
-- exit codes: 0 done, 2 bad input (config, data, a refused launch), 3 diverged, 130 interrupted (Ctrl-C).
+- exit codes: 0 done, 2 bad input (config, data, a refused launch), 3 diverged, 130 interrupted (Ctrl-C),
+  143 stopped by SIGTERM (the same clean stop).
 """
 
 import datetime
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 from typing import Dict, List, Optional, Tuple
 
 import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
-from vissl_aasae.config_check import ConfigError, check_config, check_resume
+from vissl_aasae.config_check import ConfigError, check_config, check_resume, upscaling_warning
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
 
 LOCK_FILE = "aasae_run.lock"
@@ -35,7 +37,7 @@ CONFIG_FILE = "train_config.yaml"
 # keys whose value may change between launches of one run: where the run is (the folder is the run,
 # however it is spelled) and the switches of the launch itself
 NOT_COMPARED = ("CHECKPOINT.DIR", "AASAE.OVERWRITE_CONFIG", "AASAE.LOG_ENVIRONMENT")
-EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
 
 
 # --------------------------------------------------------------------------- composing
@@ -60,7 +62,7 @@ def available_configs() -> Dict[str, List[str]]:
 
 def _config_listing() -> str:
     groups = available_configs()
-    mixins = ("pretrain/aasae/models", "pretrain/aasae/variant")
+    mixins = ("pretrain/aasae/datasets", "pretrain/aasae/models", "pretrain/aasae/variant")
     configs = [f"{k}/{{{','.join(v)}}}" for k, v in groups.items() if k not in mixins]
     extra = [f"+config/{k}={{{','.join(v)}}}" for k, v in groups.items() if k in mixins]
     return "AASAE configs: " + ", ".join(configs) + ("; mix-ins: " + ", ".join(extra) if extra else "")
@@ -74,18 +76,71 @@ def compose(overrides: List[str]):
     from omegaconf.errors import OmegaConfBaseException
     from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
 
+    overrides = [_quote_home(o) for o in overrides]
     try:
         cfg = compose_hydra_configuration(overrides)
+        added = [o for o in overrides if o.lstrip("+").startswith("config.") and o.startswith("+")]
+        if added:
+            _check_added_keys(added, compose_hydra_configuration([o for o in overrides if o not in added]))
         # interpolations resolved now (VISSL would keep them as strings): each data set's stem, size and
         # normalisation are declared once (configs/config/pretrain/aasae/datasets) and read by the configs
         OmegaConf.resolve(cfg)
-        return convert_to_attrdict(cfg, dump_config=False)
+        args, config = convert_to_attrdict(cfg, dump_config=False)
+        _expand_user_paths(config)
+        return args, config
     except (HydraException, OmegaConfBaseException) as err:
         # Hydra's message spans lines (e.g. the available options): keep it, on one line
         message = " ".join(str(err).split("Config search path")[0].split())
         if "Available options in 'config':" in message:  # a config name: Hydra lists VISSL's only one
             message = message.split(" Available options in 'config':")[0] + ". " + _config_listing()
         raise ConfigError(message or type(err).__name__) from None
+
+
+def _check_added_keys(added: List[str], base) -> None:
+    """``+config.KEY=VALUE`` (Hydra's hint for a key it does not know) adds a key nothing reads: refuse
+    it, naming the closest known key.  The plugin's own sections name their unknown keys themselves
+    (:func:`vissl_aasae.settings.validate`)."""
+    import difflib
+
+    from vissl_aasae.settings import SECTIONS
+
+    plugin = tuple(section.PATH for section in SECTIONS)
+    for override in added:
+        path = override.lstrip("+").split("=", 1)[0].split(".")[1:]
+        if ".".join(path).startswith(plugin):
+            continue
+        node, known = base.config, []
+        for depth, part in enumerate(path):
+            if not hasattr(node, "keys") or part not in node:
+                keys = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
+                close = difflib.get_close_matches(part, keys, n=1)
+                where = ".".join(known) or "config"
+                hint = f"; did you mean config.{'.'.join(known + close)}?" if close else ""
+                raise ConfigError(
+                    f"{override.split('=', 1)[0]}: {where} has no key {part!r}, so nothing would read it{hint}"
+                )
+            known.append(part)
+            node = node[part]
+
+
+def _quote_home(override: str) -> str:
+    """``KEY=~/x`` (or ``KEY=[~/x,...]``) as Hydra's grammar accepts it: ``~`` must be quoted there."""
+    key, sep, value = override.partition("=")
+    if not sep or "~" not in value:
+        return override
+    if value.startswith("~"):
+        return f"{key}={value!r}" if "'" not in value else override
+    return re.sub(r"(?<=[\[,])\s*(~[^,\]'\"]*)", lambda m: repr(m.group(1)), override)
+
+
+def _expand_user_paths(node) -> None:
+    """A value starting with ``~/`` is a path in the user's home (VISSL would make a ``./~`` folder)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, str) and (value == "~" or value.startswith("~/")):
+            node[key] = os.path.expanduser(value)
+        else:
+            _expand_user_paths(value)
 
 
 # --------------------------------------------------------------------------- the run's record
@@ -167,6 +222,21 @@ def check_recorded_config(config, folder: str) -> bool:
     changes = config_differences(recorded, config)
     if not changes:
         return False
+    from vissl_aasae.compat import behaviour
+
+    if not behaviour.resume_candidates(folder, skip_final=False):
+        # a launch refused (or stopped) before its first checkpoint: its record describes nothing
+        logging.info(f"{path} has no checkpoint beside it: replaced by this launch's config")
+        return True
+    finals = sorted(n for n in os.listdir(folder) if n.startswith("model_final") and n.endswith(".torch"))
+    if finals and not config.CHECKPOINT.OVERWRITE_EXISTING:
+        shown = "; ".join(changes[:4]) + (f"; ... and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise ConfigError(
+            f"CHECKPOINT.DIR={folder!r} holds a finished run ({finals[-1]}) whose record ({CONFIG_FILE}) is kept: "
+            f"{len(changes)} keys differ ({shown}). To train longer, start a new run from its weights: "
+            "config.CHECKPOINT.DIR=<new folder> "
+            f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={os.path.join(folder, finals[-1])}"
+        )
     if overwrite_config(config):
         logging.warning(f"config.AASAE.OVERWRITE_CONFIG=True: {path} is rewritten ({len(changes)} keys differ)")
         return True
@@ -316,12 +386,13 @@ def _named_error_line(err: BaseException, name: str) -> Optional[str]:
     return lines[-1] if lines else None
 
 
-def failure(err: BaseException, checkpoint_dir: str) -> Optional[Tuple[int, str]]:
-    """(exit code, one line) for the failures the launcher explains; None for the others."""
+def failure(err: BaseException, checkpoint_dir: str, signum: int = signal.SIGINT) -> Optional[Tuple[int, str]]:
+    """(exit code, one line) for the failures the launcher explains; None for the others.  An
+    interruption exits 128 + the signal's number: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
     if isinstance(err, KeyboardInterrupt) or _named_error_line(err, "TrainingInterrupted") is not None:
-        return EXIT_INTERRUPTED, (
-            "interrupted (SIGINT): nothing was saved on the way out; the same command resumes "
-            "from the last complete checkpoint"
+        return 128 + int(signum), (
+            f"interrupted ({signal.Signals(signum).name}): nothing was saved on the way out; the same command "
+            "resumes from the last complete checkpoint"
         )
     message = divergence_message(err, checkpoint_dir)
     if message is not None:
@@ -333,26 +404,37 @@ def failure(err: BaseException, checkpoint_dir: str) -> Optional[Tuple[int, str]
 
 
 class _Interrupts:
-    """SIGINT while the run is launched: remembered, and raised as TrainingInterrupted where VISSL
+    """SIGINT (Ctrl-C) or SIGTERM (what schedulers and ``kill`` send) while the run is launched: the
+    same clean stop for both.  Remembered (``signum``), and raised as TrainingInterrupted where VISSL
     would swallow a KeyboardInterrupt (the parent of spawned ranks only waits for them)."""
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self, spawned: bool):
-        self.spawned, self.seen, self.previous = spawned, False, None
+        self.spawned, self.signum, self.previous = spawned, None, {}
+
+    @property
+    def seen(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         from vissl_aasae.compat import TrainingInterrupted
 
-        self.seen = True
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if not first:  # a second signal while the first unwinds: let that finish
+            return
         if self.spawned:
-            raise TrainingInterrupted("interrupted (SIGINT)")
+            raise TrainingInterrupted(f"interrupted ({signal.Signals(signum).name})")
         raise KeyboardInterrupt
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
         return False
 
 
@@ -401,14 +483,34 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
+USAGE = """usage: run_distributed_engines.py config=<config> [config.KEY=VALUE ...] [+config/<group>=<mix-in> ...]
+
+VISSL's launcher with the vissl_aasae plugin.  Examples:
+  python tools/run_distributed_engines.py config=pretrain/aasae/quickstart
+  python tools/run_distributed_engines.py config=pretrain/aasae/imagenet config.DATA.TRAIN.DATA_PATHS=[/data/train]
+  python tools/run_distributed_engines.py config=benchmark/aasae/linear/cifar10 \\
+      config.MODEL.WEIGHTS_INIT.PARAMS_FILE=<checkpoint> config.DATA.TRAIN.DATA_PATHS=[/data/cifar10] \\
+      config.DATA.TEST.DATA_PATHS=[/data/cifar10]
+Overrides use Hydra's grammar: lists in brackets, ~ and other special characters quoted.
+Exit status: 0 done, 2 bad input, 3 diverged, 130 Ctrl-C, 143 SIGTERM.  See README.md "Usage"."""
+
+
 def main(argv: List[str] = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
+    if any(o in ("-h", "--help") for o in overrides):
+        print(USAGE + "\n" + _config_listing())
+        return 0
+    if not any(o.startswith("config=") for o in overrides):  # Hydra would list VISSL's one test config
+        return _fail(f"no config given: add config=NAME, e.g. config=pretrain/aasae/quickstart. {_config_listing()}")
     try:
         args, config = compose(overrides)
         check_config(config)
         check_evaluation_config(config, args.engine_name)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return _fail(str(err))
+    warning = upscaling_warning(config) if args.engine_name == "train" else None
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
 
     from vissl_aasae.hooks import aasae_hook_generator
@@ -456,16 +558,16 @@ def main(argv: List[str] = None) -> int:
                     hook_generator=aasae_hook_generator,
                 )
             except BaseException as err:  # spawned ranks re-raise as ProcessRaisedException with the text
-                explained = failure(err, folder)
+                explained = failure(err, folder, interrupts.signum or signal.SIGINT)
                 if explained is None:
                     raise
                 code, message = explained
-                if code == EXIT_INTERRUPTED:
+                if code > 128:
                     _stop_spawned_ranks()
                 return _fail(message, code)
         if interrupts.seen:  # swallowed on the way (VISSL catches KeyboardInterrupt)
             _stop_spawned_ranks()
-            return _fail(failure(KeyboardInterrupt(), folder)[1], EXIT_INTERRUPTED)
+            return _fail(*reversed(failure(KeyboardInterrupt(), folder, interrupts.signum)))
     finally:
         if lock is not None:
             lock.release()

@@ -239,6 +239,14 @@ class RunSettings(Section):
     max_unreadable_fraction: float = setting(
         0.25, "float", "the run stops when more than this share (0-1) of the images seen cannot be read", minimum=0
     )
+    divergence_factor: Optional[float] = setting(
+        1000.0,
+        "float",
+        "the run stops (exit 3) when the loss's magnitude exceeds this multiple of its first iteration's "
+        "in this launch; null: never (NaN/inf stop it always)",
+        minimum=1,
+        nullable=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,12 @@ class EvalSettings(Section):
     SUBSECTIONS: ClassVar[Tuple[str, ...]] = ("LINEAR_PROBE",)
     methods: Tuple[str, ...] = setting(("knn",), "str_list", "knn | linear_probe", choices=("knn", "linear_probe"))
     results_file: str = setting("feature_eval.json", "str", "JSON written in CHECKPOINT.DIR unless absolute")
+    random_init: bool = setting(
+        False,
+        "bool",
+        "a benchmark launched without MODEL.WEIGHTS_INIT.PARAMS_FILE evaluates a random-init trunk (a baseline) "
+        "only when True; False: the launch is refused",
+    )
 
     @property
     def linear_probe(self) -> LinearProbeSettings:  # read with the section (see from_config)

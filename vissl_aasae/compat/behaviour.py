@@ -425,6 +425,8 @@ class ConsoleFilter:
         "Building model",
         "Not using Automatic Mixed Precision",
         "other environment variables",
+        "All Done!",  # VISSL's last lines: the plugin's summary is the run's last console line
+        "Shutting down loggers",
     )
 
     def filter(self, record) -> bool:

@@ -78,8 +78,24 @@ def check_engine(config, engine_name: str) -> None:
             raise ConfigError(f"DATA.{split}.LABEL_SOURCES is empty: engine aasae_feature_eval needs labels")
 
 
+def check_weights_given(config) -> None:
+    """A benchmark (a config with the AASAE_EVAL section) without MODEL.WEIGHTS_INIT.PARAMS_FILE would
+    evaluate a random-init trunk and exit 0 as if it had evaluated a model: refused unless asked for."""
+    from vissl_aasae.settings import EvalSettings
+
+    if not config.get("AASAE_EVAL") or config.MODEL.WEIGHTS_INIT.get("PARAMS_FILE"):
+        return
+    if not EvalSettings.from_config(config).random_init:
+        raise ConfigError(
+            "MODEL.WEIGHTS_INIT.PARAMS_FILE is empty: this benchmark would evaluate a randomly initialised trunk. "
+            "Give the pretrained checkpoint (config.MODEL.WEIGHTS_INIT.PARAMS_FILE=<run folder>/"
+            "model_final_checkpoint_phaseN.torch), or config.AASAE_EVAL.RANDOM_INIT=True for a random-init baseline"
+        )
+
+
 def check_evaluation_config(config, engine_name: str = "train") -> None:
     """Raise ConfigError naming the first problem; loads the PARAMS_FILE (memory-mapped) when one is set."""
+    check_weights_given(config)
     check_head_sizes(config)
     check_label_files(config)
     check_engine(config, engine_name)
