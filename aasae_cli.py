@@ -154,7 +154,7 @@ def check_output(
             return path
     else:
         if os.path.isdir(path):
-            raise ValueError(f"{label} is a folder; give a file name (e.g. {os.path.join(given, 'results.json')})")
+            raise ValueError(f"{label} is a folder; give a file name (in it or elsewhere)")
         for item in reads:
             if item and os.path.exists(path) and os.path.exists(str(item)) and os.path.samefile(str(item), path):
                 raise ValueError(f"{label} is the file this command reads; give another file name")
