@@ -19,6 +19,14 @@ For each variant (``fp32``; ``channels_last``; ``bf16`` autocast; ``bf16_channel
 2. speed: images/s over ``--iterations`` (10) steps after ``--warmup`` (3), and peak memory
    (CUDA: max allocated; CPU: max RSS).
 
+Speed against the device's limit, as ``throughput.py`` reports it: the FLOPs per image of one
+training step (``FlopCounterMode``, counted once on the fp32 model: original-image pass, forward,
+backward), the peak measured here before the variants (``--peak-seconds`` each: an 8192^3 matmul
+and forward + backward of the model's dominant convolution shape, fp32 and bf16; fp32 convolutions
+run in TF32 as PyTorch's cuDNN default, fp32 matmuls do not), and per variant the achieved GFLOP/s
+and its fraction of the measured peak of the variant's precision (MFU), and of the datasheet's
+dense peak where the GPU's name is known (H100 / H200 / A100).
+
 Reference point on the same device: a plain torchvision ResNet-50 supervised step (cross-entropy
 on 1000 classes, SGD, bf16 autocast + channels-last: the usual fast recipe) at the same batch;
 the ratio says what the decoder and the second encoder pass cost over a plain ResNet-50 step.
@@ -30,11 +38,15 @@ Exit status 1 if a variant disagrees with fp32 beyond its tolerance.
 import argparse
 import datetime
 import json
+import os
 import platform
 import resource
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput  # noqa: E402  (benchmarks/throughput.py: FLOP counting, peak, the report's arithmetic)
 
 VARIANTS = {
     # name: (bf16 autocast, channels-last, compile), relative loss tolerance against fp32
@@ -56,12 +68,14 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (default 3; dry run 1)")
     p.add_argument("--iterations", type=int, default=None, help="timed steps (default 10; dry run 1)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of %(default)s")
+    p.add_argument("--peak-seconds", type=float, default=None, help="each peak microbenchmark (default 1; dry run 0.1)")
     p.add_argument("--json", required=True, help="write the results here")
     args = p.parse_args(argv)
     tiny = args.dry_run
     args.batch_size = args.batch_size or (2 if tiny else 128)
     args.warmup = args.warmup if args.warmup is not None else (1 if tiny else 3)
     args.iterations = args.iterations or (1 if tiny else 10)
+    args.peak_seconds = args.peak_seconds if args.peak_seconds is not None else (0.1 if tiny else 1.0)
     args.variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -131,6 +145,36 @@ def train_steps(model, loss_fn, optimizer, x, target, steps, device, seed=0):
     return [float(v) for v in losses], seconds
 
 
+def flops_and_peak(config, device, x, target, dry_run, peak_seconds):
+    """FLOPs per image of one training step of the fp32 model, and this device's measured peak."""
+    import torch
+
+    from vissl_aasae.models.posterior import posterior_of
+
+    torch.manual_seed(0)
+    model, loss_fn, _ = build(config, device, (False, False, False), dry_run)
+
+    def forward():
+        posterior_of(model, target)  # the original-image pass, before the forward (counted apart)
+        return loss_fn(model(x)[0], target)
+
+    flops = throughput.step_flops(model, forward, lambda loss: loss.backward(), x.shape[0])
+    conv = flops["convolutions"][0]
+    peak = {}
+    dtypes = {"fp32": torch.float32} | ({"bf16": torch.bfloat16} if throughput.bf16_supported(device) else {})
+    for name, dtype in dtypes.items():
+        mm = throughput.matmul_peak(device, dtype, peak_seconds, n=1024 if dry_run else None)
+        cv = throughput.conv_peak(device, dtype, conv, peak_seconds, channels_last=True)
+        peak[name] = {"matmul": mm["gflop_per_s"], "conv": cv["gflop_per_s"]}
+        peak[name]["best"] = max(peak[name].values())
+        print(
+            f"peak {name}: matmul {mm['gflop_per_s']:.1f} GFLOP/s, conv {throughput.conv_name(conv)} "
+            f"{cv['gflop_per_s']:.1f} GFLOP/s",
+            flush=True,
+        )
+    return flops, peak
+
+
 def torchvision_reference(batch, side, device, warmup, iterations):
     """A plain torchvision ResNet-50 supervised step, bf16 autocast + channels-last: images/s."""
     import torch
@@ -174,6 +218,13 @@ def main(argv=None) -> int:
     x = torch.randn(args.batch_size, 3, side, side, generator=g).to(device)
     target = torch.randn(args.batch_size, 3, side, side, generator=g).to(device)
     started = datetime.datetime.now(datetime.timezone.utc)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    sheet_name = throughput.datasheet_name(device_name) if device.type == "cuda" else None
+    sheet = throughput.DATASHEET_TFLOPS.get(sheet_name or "")
+    flops, peak = flops_and_peak(config, device, x, target, args.dry_run, args.peak_seconds)
+    print(f"FLOPs per image (one training step): {flops['per_image'] / 1e9:.2f} G", flush=True)
+    if sheet:
+        print(f"datasheet {sheet_name} (dense TFLOP/s): {sheet}", flush=True)
     results, ok = {}, True
     torch.manual_seed(0)
     initial = None
@@ -197,6 +248,12 @@ def main(argv=None) -> int:
         difference = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(losses, reference))
         agrees = difference <= tolerance
         ok &= agrees
+        precision = "bf16" if switches[0] else "fp32"
+        datasheet = None
+        if sheet:
+            datasheet = {precision: sheet[precision]} | ({"tf32": sheet["tf32"]} if precision == "fp32" else {})
+        images_per_s = args.batch_size * len(timed) / sum(timed)
+        report = throughput.flop_report(flops["per_image"], images_per_s, peak.get(precision), datasheet)
         results[variant] = {
             "bf16_autocast": switches[0],
             "channels_last": switches[1],
@@ -205,14 +262,26 @@ def main(argv=None) -> int:
             "max_relative_loss_difference_vs_fp32": difference,
             "tolerance": tolerance,
             "agrees_with_fp32": agrees,
-            "images_per_s": args.batch_size * len(timed) / sum(timed),
+            "images_per_s": images_per_s,
+            "flops": report,
             "first_step_seconds": seconds[0],
             "peak_memory_mib": peak_memory(device),
             "variant_seconds": time.perf_counter() - t0,
         }
         r = results[variant]
+        mfu = (
+            f"MFU {100 * report['fraction_of_peak']:5.1f} % of measured {precision}"
+            if "fraction_of_peak" in report
+            else ""
+        )
+        mfu += "".join(
+            f", {100 * v:.1f} % of datasheet {k[len('fraction_of_datasheet_') :]}"
+            for k, v in report.items()
+            if k.startswith("fraction_of_datasheet")
+        )
         print(
-            f"{variant:28s} {r['images_per_s']:9.1f} img/s  peak {r['peak_memory_mib']:8.0f} MiB  "
+            f"{variant:28s} {r['images_per_s']:9.1f} img/s  {report['gflop_per_s'] / 1e3:7.2f} TFLOP/s  {mfu}  "
+            f"peak {r['peak_memory_mib']:8.0f} MiB  "
             f"loss diff {difference:.2e} (tol {tolerance:g}) {'ok' if agrees else 'DISAGREES'}",
             flush=True,
         )
@@ -229,7 +298,10 @@ def main(argv=None) -> int:
     summary = {
         "command": " ".join(["python benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": started.isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device_name,
+        "datasheet": sheet_name,
+        "flops": flops,
+        "peak_gflop_per_s": peak,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "dry_run": args.dry_run,

@@ -123,6 +123,13 @@ def parse_args(argv=None):
         help="length of each peak microbenchmark (matmul, convolution; per precision); 0: no peak",
     )
     p.add_argument("--summarize", nargs="+", metavar="JSON", help="print the FLOP table of these result files")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="plain and reference: N more iterations under torch.profiler, their time split by kind of op",
+    )
     p.add_argument("--workers", type=int, help="DATA.NUM_DATALOADER_WORKERS (default: the config's)")
     p.add_argument(
         "--threads", type=int, help="torch threads of the training process (default: as the launcher, cores / ranks)"
@@ -580,7 +587,45 @@ def timed_loop(args, iteration, batch: int, device, threads: int, count: bool = 
         with FlopCounterMode(display=False) as counter:
             iteration()
         out["flops_per_image_counted"] = counter.get_total_flops() / batch
+        if args.profile:
+            out["profile"] = profile_split(iteration, args.profile, device)
+            by_op = counter.get_flop_counts().get("Global", {})
+            conv_flops = sum(n for op, n in by_op.items() if "convolution" in str(op))
+            seconds = out["profile"]["seconds_per_iteration"].get("convolution", 0.0)
+            if seconds:  # the convolutions' own speed inside the model
+                out["profile"]["convolution_gflop_per_s"] = conv_flops / seconds / 1e9
     return out
+
+
+# kinds of op, by the first pattern in its profiler name (aten::...)
+OP_KINDS = (
+    ("convolution", ("conv",)),
+    ("batch_norm", ("batch_norm",)),
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm")),
+    ("optimizer", ("adam", "optimizer")),
+    ("copies_and_layout", ("copy_", "contiguous", "to_dense", "clone", "empty_like", "to_mkldnn")),
+)
+
+
+def profile_split(iteration, n: int, device) -> Dict:
+    """The self time of every op over ``n`` iterations under torch.profiler, summed by kind
+    (:data:`OP_KINDS`, the rest ``other``), per iteration; ``wall``: the iterations' wall time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            iteration()
+        sync(device)
+    wall = (time.perf_counter() - start) / n
+    split, attr = {}, "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    for event in prof.key_averages():
+        name = event.key.lower()
+        kind = next((k for k, patterns in OP_KINDS if any(p in name for p in patterns)), "other")
+        split[kind] = split.get(kind, 0.0) + getattr(event, attr) / 1e6 / n
+    return {"iterations": n, "wall_seconds_per_iteration": wall, "seconds_per_iteration": split}
 
 
 def run_reference(args, config, device) -> Dict:
@@ -1097,6 +1142,7 @@ def aggregate(runs: List[Dict]) -> Dict:
         "warmup_excess_seconds": statistics.median(excess) if excess else None,
         "process_seconds": statistics.median(r["process_seconds"] for r in runs),
         "flops_per_image_counted": counted[0] if counted else None,
+        "profile": next((r["profile"] for r in runs if r.get("profile")), None),
         "load_average_1min": [r["load_average_before"][0] for r in runs] + [runs[-1]["load_average_after"][0]],
         "resolved": runs[0]["resolved"],
         "runs": runs,
@@ -1243,6 +1289,17 @@ def table(summary: Dict) -> str:
     for name, value in summary["ratios"].items():
         lines.append(f"{name}: {value:.3f}")
     for key, s in summary["results"].items():
+        prof = s.get("profile")
+        if prof:
+            split = prof["seconds_per_iteration"]
+            total = sum(split.values())
+            parts = ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in sorted(split.items(), key=lambda kv: -kv[1]))
+            conv = prof.get("convolution_gflop_per_s")
+            lines.append(
+                f"{key}: op time by kind (torch.profiler, {prof['iterations']} iterations, {total:.2f} of "
+                f"{prof['wall_seconds_per_iteration']:.2f} s per iteration): {parts}"
+                + (f"; the convolutions run at {conv:.1f} GFLOP/s" if conv else "")
+            )
         if s.get("warmup_excess_seconds") is not None and (
             key.endswith(" compile") or summary["settings"].get("compile")
         ):
@@ -1436,6 +1493,7 @@ def main(argv=None) -> int:
                 "repeats",
                 "fake_data",
                 "peak_seconds",
+                "profile",
                 "overrides",
             )
         },
