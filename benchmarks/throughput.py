@@ -149,7 +149,7 @@ def parse_args(argv=None):
         help="write N random images (at least as many as the run reads) in the config's data format and train on them",
     )
     p.add_argument("--json", help="write the results here")
-    p.add_argument("--_child", choices=MODES + ("flops", "peak"), help=argparse.SUPPRESS)
+    p.add_argument("--_child", choices=MODES + ("flops",), help=argparse.SUPPRESS)
     p.add_argument("--_variant", help=argparse.SUPPRESS)  # precision,compiled for this child
     p.add_argument("--_conv", help=argparse.SUPPRESS)  # the peak child's convolution (JSON)
     p.add_argument("--_out", help=argparse.SUPPRESS)
@@ -960,8 +960,8 @@ def run_peak(args, config, device) -> Dict:
 
 
 def aggregate_peak(peaks: List[Dict]) -> Dict:
-    """Per precision, the median over the repeats' measurements of matmul and conv GFLOP/s (with
-    min-max), and ``best``: the median of each repeat's larger of the two."""
+    """Per precision, the median over the measurements (one after each run) of matmul and conv
+    GFLOP/s (with min-max), and ``best``: the median of each measurement's larger of the two."""
     out = {}
     for precision in PRECISIONS:
         runs = [p[precision] for p in peaks if precision in p]
@@ -974,6 +974,7 @@ def aggregate_peak(peaks: List[Dict]) -> Dict:
                 entry[bench] = statistics.median(rates)
                 entry[f"{bench}_min"], entry[f"{bench}_max"] = min(rates), max(rates)
         entry["best"] = statistics.median(max(r[b]["gflop_per_s"] for b in ("matmul", "conv") if b in r) for r in runs)
+        entry["measurements"] = len(runs)
         out[precision] = entry
     return out
 
@@ -1052,10 +1053,14 @@ def child_main(args) -> None:
             "plain": run_plain,
             "reference": run_reference,
             "flops": run_flops,
-            "peak": run_peak,
         }[args._child]
         result = runner(args, config, device)
         result.update(peak_memory(device), load_average_before=load_before, load_average_after=os.getloadavg())
+        if args._child in MODEL_MODES and args.peak_seconds > 0:
+            # the machine's peak in the same process, right after the timed iterations: on a shared
+            # machine whose speed drifts from one minute to the next, each run's fraction of peak
+            # compares two measurements seconds apart
+            result["peak"] = run_peak(args, config, device)
         result["resolved"] = resolved_settings(config)
     Path(args._out).write_text(json.dumps(result))
 
@@ -1230,12 +1235,32 @@ def add_flop_reports(summary: Dict) -> None:
         if sheet:
             datasheet = {precision: sheet[precision]} | ({"tf32": sheet["tf32"]} if precision == "fp32" else {})
         report = flop_report(flops["per_image"], result["images_per_s"], peak.get(precision), datasheet)
+        paired = paired_fractions(flops["per_image"], result["runs"], precision)
+        if paired:  # each run against the peak measured in its own process: the median of those
+            for name, values in paired.items():
+                report[name], report[name + "_runs"] = statistics.median(values), values
         report["gflop_per_s_min"] = gflop_per_s(flops["per_image"], result["images_per_s_min"])
         report["gflop_per_s_max"] = gflop_per_s(flops["per_image"], result["images_per_s_max"])
         counted = result.get("flops_per_image_counted")
         if counted is not None:  # this mode's own loop, counted: the same work as the config's count
             report["counted_relative_difference"] = counted / flops["per_image"] - 1
         result["flops"] = report
+
+
+def paired_fractions(flops_per_image: float, runs: List[Dict], precision: str) -> Optional[Dict[str, List[float]]]:
+    """Per run: its achieved GFLOP/s over the peak its own process measured right after it (the
+    larger of matmul and convolution; and each of them); None unless every run measured one."""
+    out = {"fraction_of_peak": [], "fraction_of_matmul_peak": [], "fraction_of_conv_peak": []}
+    for run in runs:
+        measured = (run.get("peak") or {}).get(precision)
+        if not measured:
+            return None
+        rates = {bench: measured[bench]["gflop_per_s"] for bench in ("matmul", "conv") if bench in measured}
+        achieved = gflop_per_s(flops_per_image, run["images_per_s"])
+        out["fraction_of_peak"].append(achieved / max(rates.values()))
+        for bench, rate in rates.items():
+            out[f"fraction_of_{bench}_peak"].append(achieved / rate)
+    return {k: v for k, v in out.items() if v}
 
 
 def table(summary: Dict) -> str:
@@ -1328,7 +1353,10 @@ def peak_lines(summary: Dict) -> List[str]:
             for bench in ("matmul", "conv")
             if bench in p
         ]
-        lines.append(f"measured peak {precision} (GFLOP/s, median [min-max] over repeats): " + ", ".join(parts))
+        lines.append(
+            f"measured peak {precision} (GFLOP/s, median [min-max] of {p['measurements']} measurements, "
+            "one after each run): " + ", ".join(parts)
+        )
     name = summary.get("datasheet")
     if name:
         sheet = DATASHEET_TFLOPS[name]
@@ -1428,43 +1456,32 @@ def main(argv=None) -> int:
                 f"FLOPs per image: {flops['per_image'] / 1e9:.3f} G (counted in {flops['seconds']:.1f} s)", flush=True
             )
         conv = json.dumps((flops.get("convolutions") or [None])[0]) if flops else None
+        extra = ["--_conv", conv] if conv else []
         # modes interleaved (step, data, plain, step, ...) so that load from other processes
-        # on a shared machine falls on all of them alike; the peak measured before each repeat
-        runs, peaks = {key: [] for key, *_ in plan}, []
+        # on a shared machine falls on all of them alike
+        runs = {key: [] for key, *_ in plan}
         for repeat in range(args.repeats):
-            if model_modes and args.peak_seconds > 0:
-                peaks.append(
-                    run_child(
-                        forwarded, "peak", data_root, variant=("fp32", False), extra=["--_conv", conv] if conv else []
-                    )
-                )
-                p = peaks[-1]
-                print(
-                    f"[{repeat + 1}/{args.repeats}] peak: "
-                    + ", ".join(
-                        f"{precision} {bench} {p[precision][bench]['gflop_per_s']:.1f}"
-                        for precision in PRECISIONS
-                        if precision in p
-                        for bench in ("matmul", "conv")
-                        if bench in p[precision]
-                    )
-                    + " GFLOP/s",
-                    flush=True,
-                )
             for key, mode, precision, compiled in plan:
                 fresh = compiled and args.compile_cache == "fresh"
                 runs[key].append(
-                    run_child(forwarded, mode, data_root, (precision, compiled), fresh_compile_cache=fresh)
+                    run_child(forwarded, mode, data_root, (precision, compiled), extra, fresh_compile_cache=fresh)
                 )
                 r = runs[key][-1]
+                peak = "".join(
+                    f", peak {name} matmul {p['matmul']['gflop_per_s']:.0f}"
+                    + (f" conv {p['conv']['gflop_per_s']:.0f}" if "conv" in p else "")
+                    for name, p in (r.get("peak") or {}).items()
+                    if name in PRECISIONS
+                )
                 print(
                     f"[{repeat + 1}/{args.repeats}] {key}: {r['images_per_s']:.2f} img/s, "
-                    f"load {r['load_average_before'][0]:.2f}",
+                    f"load {r['load_average_before'][0]:.2f}" + (f"{peak} GFLOP/s" if peak else ""),
                     flush=True,
                 )
         results = {}
         for key, mode, precision, compiled in plan:
             results[key] = aggregate(runs[key]) | {"mode": mode, "precision": precision, "compiled": compiled}
+    peaks = [r["peak"] for key in results for r in results[key]["runs"] if r.get("peak")]
     hardware = environment(args.device)
     summary = {
         "command": " ".join(["python benchmarks/throughput.py", *argv]),
@@ -1499,7 +1516,6 @@ def main(argv=None) -> int:
         },
         "flops": flops,
         "peak": aggregate_peak(peaks) if peaks else None,
-        "peak_runs": peaks,
         "datasheet": datasheet_name(hardware["hardware"].get("gpu", "")) if args.device == "cuda" else None,
         "results": results,
         "ratios": compute_ratios(results),

@@ -191,16 +191,18 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
     # each counted on its own extra iteration, do exactly that work
     flops = summary["flops"]
     assert 5.7e9 < flops["per_image"] < 5.8e9 and flops["batch"] == 2
-    peak = summary["peak"]["fp32"]
-    assert peak["best"] == max(peak["matmul"], peak["conv"]) > 0
-    assert len(summary["peak_runs"]) == 1 and summary["datasheet"] is None
+    # the peak: measured in each model mode's process right after its timed iterations
+    assert summary["peak"]["fp32"]["measurements"] == 3 and summary["datasheet"] is None
     for mode in ("step", "plain", "reference"):
         result = summary["results"][mode]
         assert result["flops_per_image_counted"] == flops["per_image"], mode
         report = result["flops"]
         assert report["gflop_per_s"] == pytest.approx(flops["per_image"] * result["images_per_s"] / 1e9)
-        assert report["fraction_of_peak"] == pytest.approx(report["gflop_per_s"] / peak["best"])
-        assert report["fraction_of_conv_peak"] == pytest.approx(report["gflop_per_s"] / peak["conv"])
+        own = result["runs"][0]["peak"]["fp32"]
+        matmul, conv = own["matmul"]["gflop_per_s"], own["conv"]["gflop_per_s"]
+        assert own["conv"]["shape"] == flops["convolutions"][0]  # the model's dominant convolution
+        assert report["fraction_of_peak"] == pytest.approx(report["gflop_per_s"] / max(matmul, conv))
+        assert report["fraction_of_conv_peak"] == pytest.approx(report["gflop_per_s"] / conv)
     assert "flops" not in summary["results"]["data"]
     ratios = summary["ratios"]
     assert ratios["step / plain (img/s)"] == pytest.approx(
@@ -456,6 +458,22 @@ def test_flop_report_arithmetic_and_table():
     row = next(line for line in text.splitlines() if line.startswith("step "))
     assert row.split()[-4:] == ["5.750", "115.0", "82.1", "191.7"]
     assert "bf16 0.02 %" in next(line for line in text.splitlines() if line.startswith("step bf16: of the datasheet"))
+    # runs that measured the peak in their own process: each run against its own, the median of those
+    runs = [
+        {"images_per_s": 20.0, "peak": {"fp32": {"matmul": {"gflop_per_s": 100.0}, "conv": {"gflop_per_s": 50.0}}}},
+        {"images_per_s": 30.0, "peak": {"fp32": {"matmul": {"gflop_per_s": 300.0}, "conv": {"gflop_per_s": 345.0}}}},
+        {"images_per_s": 10.0, "peak": {"fp32": {"matmul": {"gflop_per_s": 230.0}, "conv": {"gflop_per_s": 115.0}}}},
+    ]
+    paired = tp.paired_fractions(5.75e9, runs, "fp32")
+    assert paired["fraction_of_peak"] == pytest.approx([1.15, 0.5, 0.25])  # 115/100, 172.5/345, 57.5/230
+    assert paired["fraction_of_conv_peak"] == pytest.approx([2.3, 0.5, 0.5])
+    summary["results"]["step"]["runs"] = runs
+    tp.add_flop_reports(summary)
+    step = summary["results"]["step"]["flops"]
+    assert (
+        step["fraction_of_peak"] == pytest.approx(0.5) and step["fraction_of_peak_runs"] == paired["fraction_of_peak"]
+    )
+    assert tp.paired_fractions(5.75e9, runs[:1] + [{"images_per_s": 1.0}], "fp32") is None  # one run without
 
 
 def test_variants_and_their_ratios():
