@@ -1354,7 +1354,7 @@ def peak_lines(summary: Dict) -> List[str]:
             if bench in p
         ]
         lines.append(
-            f"measured peak {precision} (GFLOP/s, median [min-max] of {p['measurements']} measurements, "
+            f"measured peak {precision} (GFLOP/s, median [min-max] of {p.get('measurements', 1)} measurements, "
             "one after each run): " + ", ".join(parts)
         )
     name = summary.get("datasheet")
