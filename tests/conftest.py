@@ -38,11 +38,12 @@ def launcher():
     return run_launcher
 
 
+# the configs' own DataLoader workers and start method (forkserver), as users run them (issue 28: a
+# crash that only workers > 0 show went through a suite that loaded every image in the trainer)
 CPU_OVERRIDES = [
     "config.MACHINE.DEVICE=cpu",
     "config.DISTRIBUTED.BACKEND=gloo",
     "config.DISTRIBUTED.NUM_PROC_PER_NODE=1",
-    "config.DATA.NUM_DATALOADER_WORKERS=0",
 ]
 
 

@@ -27,15 +27,17 @@ def write_cifar10(root: Path, n_per_batch=4, seed=0):
     return written
 
 
-def write_stl10(root: Path, n=4, seed=0):
-    """stl10_binary/{train,test,unlabeled}_X.bin (N x 3 x 96 x 96, column-major) and *_y.bin (1..10)."""
+def write_stl10(root: Path, n=4, seed=0, unlabeled=None):
+    """stl10_binary/{train,test,unlabeled}_X.bin (N x 3 x 96 x 96, column-major) and *_y.bin (1..10);
+    ``unlabeled`` images in the unlabeled split (default ``n``)."""
     folder = root / "stl10_binary"
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for i, split in enumerate(("train", "test", "unlabeled")):
-        imgs = images(n, 96, seed + i)
+        count = unlabeled if split == "unlabeled" and unlabeled is not None else n
+        imgs = images(count, 96, seed + i)
         imgs.transpose(0, 3, 2, 1).tofile(folder / f"{split}_X.bin")
-        labels = np.arange(n, dtype=np.uint8) % 10 + 1
+        labels = np.arange(count, dtype=np.uint8) % 10 + 1
         if split != "unlabeled":
             labels.tofile(folder / f"{split}_y.bin")
         written[split] = (imgs, labels)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CPU_OVERRIDES, REPO, run_launcher
-from fake_data import write_cifar10, write_image_folder, write_stl10
+from fake_data import write_image_folder
 
 from vissl_aasae.config_check import ConfigError
 from vissl_aasae.evaluation import filelists
@@ -447,133 +447,15 @@ def test_subset_filelist_uses_the_image_folder_class_numbering(tmp_path):
 
 
 # --------------------------------------------------------------------------- every config, one iteration
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_cifar10(root / "cifar10")
-    write_stl10(root / "stl10")
-    for name in ("imagenet", "places205"):
-        write_image_folder(root / name / "train", classes=("c0", "c1"), per_class=2, size=72)
-        write_image_folder(root / name / "val", classes=("c0", "c1"), per_class=1, size=72, seed=5)
-    # a "1percent.txt" in the standard format: file names of training images
-    (root / "subset.txt").write_text("c1_0.jpg\nc0_1.jpg\n")
-    filelists.write_filelist(
-        filelists.read_subset(root / "subset.txt"), str(root / "imagenet" / "train"), str(root / "subsets"), "subset"
-    )
-    return root
-
-
-def paths(train, test=None, labels=None):
-    """Overrides pointing DATA.TRAIN / DATA.TEST (and TRAIN's label file) into the tiny data root."""
-
-    def build(root):
-        out = [
-            f"config.DATA.TRAIN.DATA_PATHS=[{root / train}]",
-            f"config.DATA.TEST.DATA_PATHS=[{root / (test or train)}]",
-        ]
-        return out + ([f"config.DATA.TRAIN.LABEL_PATHS=[{root / labels}]"] if labels else [])
-
-    return build
-
+# Each benchmark config runs one epoch as its header comment writes it (ResNet-50 trunks of the
+# pretraining configs' smoke runs, the configs' own DataLoader workers): tests/test_documented_commands.py
+# (the accuracy line, frozen / fine-tuned trunk, the head's input size, kNN's counts).
 
 RN18 = "config.MODEL.TRUNK.AASAE_RESNET.DEPTH=18"
 
 
 def head(dim, classes):
     return f"config.MODEL.HEAD.PARAMS=[[mlp,{{dims:[{dim},{classes}]}}]]"
-
-
-# step schedules whose milestones lie beyond the one epoch run here: one constant step instead
-# (the schedules themselves are checked by the *_protocol_settings tests)
-ONE_STEP = [
-    f"config.OPTIMIZER.param_schedulers.{s}.{k}" for s in ("lr", "lr_head") for k in ("milestones=[]", "values=[0.01]")
-]
-SUBSET = paths("subsets/subset_images.npy", "imagenet/val", labels="subsets/subset_labels.npy")
-
-# config -> (checkpoint stem, data overrides, extra overrides): ResNet-18 trunks with each stem
-CASES = {
-    "linear/cifar10": ("cifar", paths("cifar10"), [RN18, head(512, 10)]),
-    "linear/stl10": ("stl10", paths("stl10"), [RN18, head(512, 10)]),
-    "linear/imagenet1k": ("imagenet", paths("imagenet/train", "imagenet/val"), [RN18, head(512, 1000)]),
-    "linear/places205": ("imagenet", paths("places205/train", "places205/val"), [RN18, head(512, 205), *ONE_STEP[:2]]),
-    "semi_supervised/imagenet1k_1percent": ("imagenet", SUBSET, [RN18, head(512, 1000), *ONE_STEP]),
-    "semi_supervised/imagenet1k_10percent": ("imagenet", SUBSET, [RN18, head(512, 1000), *ONE_STEP]),
-    "knn/cifar10": ("cifar", paths("cifar10"), [RN18]),
-    "knn/stl10": ("stl10", paths("stl10"), [RN18]),
-    "knn/imagenet1k": ("imagenet", paths("imagenet/train", "imagenet/val"), [RN18]),
-    "knn/quickstart": ("cifar", lambda root: [], []),  # the embedded Fashion-MNIST subset
-}
-
-
-def metrics_records(ckpt_dir):
-    return [json.loads(line) for line in (ckpt_dir / "metrics.json").read_text().splitlines()]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_benchmark_config_runs_one_iteration_on_cpu(tmp_path, data_root, checkpoints, name):
-    stem, data, extra = CASES[name]
-    ckpt_dir = tmp_path / "out"
-    overrides = [
-        f"config=benchmark/aasae/{name}",
-        f"config.MODEL.WEIGHTS_INIT.PARAMS_FILE={checkpoints[stem]}",
-        *CPU_OVERRIDES,
-        *data(data_root),
-        *extra,
-        "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=2",
-        "config.DATA.TEST.BATCHSIZE_PER_REPLICA=2",
-        "config.DATA.TRAIN.DATA_LIMIT=2",
-        "config.DATA.TEST.DATA_LIMIT=2",
-        "config.OPTIMIZER.num_epochs=1",
-        "config.LOG_FREQUENCY=1",
-        f"config.CHECKPOINT.DIR={ckpt_dir}",
-    ]
-    if name.startswith("knn/") and name != "knn/quickstart":
-        # what the engine runs, in this process (knn/quickstart below goes through the launcher and engine)
-        args, config = compose(overrides)
-        assert args.engine_name == "aasae_feature_eval"
-        check_evaluation_config(config, args.engine_name)
-        results = evaluate_frozen_trunk(config)
-        assert (results["n_train"], results["n_test"], results["knn_k"]) == (2, 2, config.NEAREST_NEIGHBOR.TOPK)
-        assert results["knn_top1"] in (0.0, 50.0, 100.0)
-        return
-    out = run_launcher(overrides, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    saved = torch.load(checkpoints[stem], weights_only=False)["classy_state_dict"]["base_model"]["model"]["trunk"]
-    if name == "knn/quickstart":
-        results = json.loads((ckpt_dir / "quickstart_eval.json").read_text())
-        assert (results["n_train"], results["n_test"]) == (2, 2)
-        assert results["knn_top1"] in (0.0, 50.0, 100.0) and results["linear_top1"] in (0.0, 50.0, 100.0)
-        assert results["checkpoint"] == str(checkpoints[stem])
-        (line,) = [line for line in out.stdout.splitlines() if line.startswith("AASAE benchmark: ")]
-        assert line.startswith(f"AASAE benchmark: kNN (k=20) top-1 {results['knn_top1']:.2f} %")  # (2 classes:
-        assert f"; linear probe top-1 {results['linear_top1']:.2f} %" in line  # no top-5)
-        assert line.endswith(f" (test, 2 images), metrics in {ckpt_dir / 'quickstart_eval.json'}")
-        return
-    records = metrics_records(ckpt_dir)
-    test_top1 = [r for r in records if "test_accuracy_list_meter" in r]
-    assert len(test_top1) == 1
-    (top1,) = test_top1[0]["test_accuracy_list_meter"]["top_1"].values()  # 2 test images: 0, 50 or 100 %
-    assert top1 in (0.0, 50.0, 100.0)
-    (top5,) = test_top1[0]["test_accuracy_list_meter"]["top_5"].values()
-    kind = "linear" if name.startswith("linear/") else "fine-tuned"
-    assert (  # the accuracy on the console too (issue 28), not only in metrics.json
-        f"AASAE benchmark: {kind} top-1 {top1:.2f} %, top-5 {top5:.2f} % (test after epoch 1 of 1, 2 images), "
-        f"metrics in {ckpt_dir / 'metrics.json'}\n"
-    ) in out.stdout
-    final = torch.load(ckpt_dir / "model_final_checkpoint_phase0.torch", weights_only=False)
-    model = final["classy_state_dict"]["base_model"]["model"]
-    conv1 = saved["_feature_blocks.conv1.weight"]
-    if name.startswith("linear/"):  # frozen: the trunk after one SGD step is the checkpoint's, BN statistics too
-        for key, value in saved.items():
-            assert torch.equal(model["trunk"]["base_model." + key], value), key
-    else:  # fine-tuned: the trunk moved, starting from the checkpoint
-        moved = model["trunk"]["_feature_blocks.conv1.weight"]
-        assert not torch.equal(moved, conv1)
-        assert torch.allclose(moved, conv1, atol=1e-2)
-    assert model["heads"]["0.clf.0.weight"].shape[1] == 512
 
 
 # --------------------------------------------------------------------------- the quickstart on real data

@@ -147,6 +147,26 @@ def test_the_generator_refuses_a_folder_without_the_idx_files(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_command_line_writes_an_archive_and_a_grid(sources, seed0, tmp_path):
+    """The documented command (docs/RESULTS.md) on the tiny sources: the archive of all their images,
+    the same arrays as the function gives, and the 8 x 8 grid."""
+    from PIL import Image
+
+    proc = subprocess.run(
+        [sys.executable, str(GENERATOR), "--data", str(sources), "--out", "runs/nuisance", "--seed", "0"]
+        + ["--grid", "grid.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(tmp_path / "runs" / "nuisance" / nuisance_data.archive_name(0)) as written:
+        assert written["train_images"].shape == (300, 32, 32, 3) and written["test_images"].shape == (100, 32, 32, 3)
+        assert np.array_equal(written["train_images"], seed0["train_images"])
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size[0] >= 8 * 32 and grid.size[1] >= 8 * 32
+
+
 # --------------------------------------------------------------------------- the study harness
 @pytest.fixture(scope="module")
 def archive(sources, tmp_path_factory):

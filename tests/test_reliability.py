@@ -25,8 +25,7 @@ TINY = [
     "config.DATA.TRAIN.DATA_LIMIT=64",
     "config.DATA.TRAIN.BATCHSIZE_PER_REPLICA=16",
     "config.LOG_FREQUENCY=1",
-    "config.DATA.NUM_DATALOADER_WORKERS=0",
-]
+]  # the quickstart's one DataLoader worker (forkserver), as users run it
 
 
 def metrics(folder):

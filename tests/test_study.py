@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, process_running
 from fake_data import write_fashion_mnist_idx
 
@@ -49,9 +50,7 @@ def harness_command(tmp_path, *extra):
         "200",
         "--draws",
         "1",
-        "--workers",
-        "0",
-        *extra,
+        *extra,  # the harness's own DataLoader workers (1), as the documented commands run
     ]
 
 
@@ -127,6 +126,40 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     wall = next(line for line in seed.stdout.splitlines() if line.startswith("| aasae_s1 | 1 |"))
     assert float(wall.split("|")[3]) > 0
     assert not (tmp_path / "fashion_mnist_view_similarity_aasae_s1.png").exists()
+
+
+def test_study_b_views_are_the_cifar10_configs_with_the_data_sets_normalisation():
+    """--views cifar10: the augmented view pretrain/aasae/cifar10 declares (crops from 8 %), normalised as
+    Fashion-MNIST; the original view is the quickstart's."""
+    from vissl_aasae.launcher import compose
+
+    (override,) = study.views_overrides("cifar10")
+    _, config = compose(["config=pretrain/aasae/quickstart", override])
+    (views,) = config.DATA.TRAIN.TRANSFORMS
+    _, cifar10 = compose(["config=pretrain/aasae/cifar10"])
+    _, quickstart = compose(["config=pretrain/aasae/quickstart"])
+    names = [t["name"] for t in views["augmented"]]
+    assert names == [t["name"] for t in cifar10.DATA.TRAIN.TRANSFORMS[0]["augmented"]]
+    assert views["augmented"][0] == {"name": "RandomResizedCrop", "size": 32}  # torchvision's scale 0.08-1
+    assert views["augmented"][-1]["mean"] == [0.286] * 3
+    assert views["original"] == quickstart.DATA.TRAIN.TRANSFORMS[0]["original"]
+    assert study.views_overrides("quickstart") == []
+
+
+@pytest.mark.slow
+def test_study_b_pretrains_with_the_views_of_the_cifar10_config(tmp_path):
+    """docs/RESULTS.md's Study B command on 300 real images, one epoch: the run's record holds the
+    cifar10 config's view, the JSON says views cifar10, and the default views on its file are refused."""
+    write_fashion_mnist_idx(tmp_path / "fmnist", n_train=300, n_test=100)
+    proc = harness(tmp_path, "--views", "cifar10", "--runs", "aasae:0", "--epochs", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((tmp_path / "study.json").read_text())
+    assert data["settings"]["views"] == "cifar10" and data["runs"]["aasae_s0"]["views"] == "cifar10"
+    assert 0 <= data["runs"]["aasae_s0"]["epochs"]["1"]["linear_top1_augmented_test"] <= 100
+    record = yaml.safe_load((tmp_path / "out" / "aasae_s0" / "train_config.yaml").read_text())
+    assert record["DATA"]["TRAIN"]["TRANSFORMS"][0]["augmented"][0] == {"name": "RandomResizedCrop", "size": 32}
+    again = harness(tmp_path, "--runs", "aasae:0", "--epochs", "1")
+    assert again.returncode != 0 and "its runs were made with views=cifar10, not views=quickstart" in again.stderr
 
 
 def test_bad_runs_are_refused_before_any_work(tmp_path):

@@ -29,8 +29,10 @@ DATASETS = {
 }
 
 
+# each data set's config as the README writes it: tests/test_documented_commands.py (AASAE on all
+# three, the VAE on CIFAR-10); here every variant, on CIFAR-10
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset", sorted(DATASETS))
+@pytest.mark.parametrize("dataset", ["cifar10"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant):
     path, extra = DATASETS[dataset]
