@@ -197,7 +197,11 @@ class PerformanceSettings(Section):
         AUTO, "auto_bool", "NHWC; auto: on for CPU, on for CUDA with mixed precision"
     )
     fused_optimizer: Union[bool, str] = setting(AUTO, "auto_bool", "fused Adam; auto: where PyTorch has the kernel")
-    compile: bool = setting(False, "bool", "torch.compile the trunk and each head")
+    compile: bool = setting(
+        False,
+        "bool",
+        "torch.compile the trunk and each head; off: slower on CPU (benchmarks/RESULTS.md), GPU unmeasured",
+    )
     cap_cpu_workers: bool = setting(True, "bool", "CPU runs: at most cores-per-rank - 1 DataLoader workers")
 
     def resolved(self, device, mixed_precision: bool = False) -> "PerformanceSettings":

@@ -7,7 +7,10 @@
                                  # benchmarks/RESULTS.md), on for CUDA with mixed precision, else off
         FUSED_OPTIMIZER: auto    # Adam/AdamW as one fused kernel (fused=True); auto: on where PyTorch
                                  # has the kernel for the device (CPU and CUDA), else foreach/loop
-        COMPILE: False           # torch.compile the trunk and each head (in place: same parameter names)
+        COMPILE: False           # torch.compile the trunk and each head (in place: same parameter names);
+                                 # off: on CPU it made the plain loop slower (0.82x quickstart, 0.96x
+                                 # the study's narrow model) and costs seconds (warm inductor cache) to
+                                 # minutes (cold) per process; not measured on a GPU (gpu_check.sh does)
 
 ``auto`` is decided at start-up for the run's device (:meth:`PerformanceSettings.resolved`) and the
 decision is logged; ``True``/``False`` override it.  The model switches are applied when the task
@@ -17,7 +20,11 @@ task builds its optimizer.  Autocast covers the model's forward only: VISSL's tr
 the loss outside it, and ``aasae_loss`` casts ``x_hat`` and the target to float32, so the
 likelihood is float32; backward follows the forward's dtypes as usual; no gradient scaler is
 needed for bfloat16.  None of them changes what is computed beyond floating-point rounding:
-channels-last and fused Adam give the same parameters to ~1e-6 (tests/test_throughput.py).
+channels-last and fused Adam give the same parameters to ~1e-6 (tests/test_throughput.py).  One
+caveat for COMPILE: inductor generates its own random numbers for the latent sample unless
+``torch._inductor.config.fallback_random`` is set, so a compiled run draws other (equally
+distributed) noise than an eager run with the same seed; with it, 3 compiled training steps agree
+with eager ones within float32 rounding (tests/test_throughput.py).
 """
 
 import logging
