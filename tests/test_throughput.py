@@ -158,6 +158,8 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
         "step,data,plain,reference",
         "--peak-seconds",
         "0.1",
+        "--profile",
+        "1",
         "--json",
         str(out),
     ]
@@ -204,6 +206,15 @@ def test_benchmark_runs_on_a_tiny_config_and_writes_its_json(tmp_path):
         assert report["fraction_of_peak"] == pytest.approx(report["gflop_per_s"] / max(matmul, conv))
         assert report["fraction_of_conv_peak"] == pytest.approx(report["gflop_per_s"] / conv)
     assert "flops" not in summary["results"]["data"]
+    # --profile: plain and reference split their op time by kind; the convolutions' own speed
+    for mode in ("plain", "reference"):
+        profile = summary["results"][mode]["profile"]
+        split = profile["seconds_per_iteration"]
+        assert profile["iterations"] == 1 and split["convolution"] > 0
+        assert sum(split.values()) <= profile["wall_seconds_per_iteration"] * 1.05
+        conv_flops = sum(v for op, v in flops["by_op_per_image"].items() if "convolution" in op) * 2  # batch 2
+        assert profile["convolution_gflop_per_s"] == pytest.approx(conv_flops / split["convolution"] / 1e9)
+    assert summary["results"]["step"]["profile"] is None
     ratios = summary["ratios"]
     assert ratios["step / plain (img/s)"] == pytest.approx(
         summary["results"]["step"]["images_per_s"] / summary["results"]["plain"]["images_per_s"]
