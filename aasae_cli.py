@@ -257,7 +257,7 @@ def eval_main(argv: List[str] = None) -> int:
     def body():
         import logging
 
-        from vissl_aasae.config_check import ConfigError
+        from vissl_aasae.errors import ConfigError
 
         bad = [o for o in overrides if "=" not in o]
         if bad:

@@ -14,7 +14,7 @@ import torch
 from conftest import CPU_OVERRIDES, REPO, run_launcher
 from fake_data import write_image_folder
 
-from vissl_aasae.config_check import ConfigError
+from vissl_aasae.errors import ConfigError
 from vissl_aasae.evaluation import filelists
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
 from vissl_aasae.evaluation.frozen_trunk import build_eval_model, evaluate_frozen_trunk

@@ -361,7 +361,7 @@ def test_cpu_ranks_keep_a_core_from_their_data_workers(monkeypatch):
 
 
 def test_unknown_config_lists_the_aasae_configs_not_vissls():
-    from vissl_aasae.config_check import ConfigError
+    from vissl_aasae.errors import ConfigError
     from vissl_aasae.launcher import compose
 
     with pytest.raises(ConfigError) as err:

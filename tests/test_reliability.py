@@ -17,8 +17,8 @@ from fake_data import write_image_folder
 from PIL import Image
 
 from vissl_aasae import compat
-from vissl_aasae.config_check import ConfigError
-from vissl_aasae.launcher import LOCK_FILE, RunLock, RunLocked, compose, write_config
+from vissl_aasae.errors import ConfigError, RunLocked
+from vissl_aasae.launcher import LOCK_FILE, RunLock, compose, write_config
 
 TINY = [
     "config=pretrain/aasae/quickstart",

@@ -13,11 +13,9 @@ import os
 import torchvision.transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from vissl_aasae.errors import ConfigError
+
 DEVICES = ("cpu", "gpu")
-
-
-class ConfigError(ValueError):
-    """A config problem found before training; its message names the key and the value."""
 
 
 def _known(name, registry, key):

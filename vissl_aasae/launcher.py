@@ -29,7 +29,8 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
-from vissl_aasae.config_check import ConfigError, check_config, check_resume, upscaling_warning
+from vissl_aasae.config_check import check_config, check_resume, upscaling_warning
+from vissl_aasae.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, ConfigError, RunLocked
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
 
 LOCK_FILE = "aasae_run.lock"
@@ -37,7 +38,6 @@ CONFIG_FILE = "train_config.yaml"
 # keys whose value may change between launches of one run: where the run is (the folder is the run,
 # however it is spelled) and the switches of the launch itself
 NOT_COMPARED = ("CHECKPOINT.DIR", "AASAE.OVERWRITE_CONFIG", "AASAE.LOG_ENVIRONMENT")
-EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
 
 
 # --------------------------------------------------------------------------- composing
@@ -268,10 +268,6 @@ def write_config(config) -> str:
 
 
 # --------------------------------------------------------------------------- the lock
-class RunLocked(ConfigError):
-    """CHECKPOINT.DIR is held by another running job."""
-
-
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

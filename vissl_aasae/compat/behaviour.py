@@ -13,6 +13,7 @@ from torchvision.datasets import ImageFolder
 
 from vissl_aasae.compat._patching import _once
 from vissl_aasae.data.workers import watch_main_process
+from vissl_aasae.errors import TrainingInterrupted
 
 
 def _is_local(path: str) -> bool:
@@ -302,11 +303,6 @@ def print_environment(current_env) -> None:
         f"{len(current_env) - len(shown)} other environment variables not logged (they may hold secrets); "
         "config.AASAE.LOG_ENVIRONMENT=True logs them all"
     )
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C (SIGINT) during a run; an Exception, not a KeyboardInterrupt, because VISSL's launcher
-    swallows KeyboardInterrupt and reports success."""
 
 
 def distributed_worker(*args, **kwargs):

@@ -1,6 +1,6 @@
 """Pre-flight checks of an evaluation config (the launcher calls :func:`check_evaluation_config`).
 
-Each error is a :class:`~vissl_aasae.config_check.ConfigError` naming the key: a classifier head
+Each error is a :class:`~vissl_aasae.errors.ConfigError` naming the key: a classifier head
 whose input size is not the trunk's feature size (e.g. a ResNet-50 trunk with the ResNet-18 head
 of ``linear/cifar10``), label files that do not exist, the one-process rule of the
 ``aasae_feature_eval`` engine, and a ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` whose trunk does not match
@@ -9,7 +9,7 @@ of ``linear/cifar10``), label files that do not exist, the one-process rule of t
 
 import os
 
-from vissl_aasae.config_check import ConfigError
+from vissl_aasae.errors import ConfigError
 from vissl_aasae.evaluation.trunk_weights import check_weights_init
 
 # trunk outputs whose size is the pooled last stage (ResNet: 512 x expansion x width)

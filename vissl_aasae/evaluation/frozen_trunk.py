@@ -156,8 +156,9 @@ def data_overrides(fmt: str, path: str, what: str):
     subset), checked now so that a wrong path is one line, not a traceback in the data loader."""
     import os
 
-    from vissl_aasae.config_check import ConfigError, check_npz_file
+    from vissl_aasae.config_check import check_npz_file
     from vissl_aasae.data.aasae_array import FORMATS, load_arrays
+    from vissl_aasae.errors import ConfigError
 
     if fmt not in FORMATS:
         raise ConfigError(f"{what}: expected embedded or <format>:<path> with format in {list(FORMATS)}")

@@ -6,7 +6,7 @@ checkpoint key that the model lacks is logged as "Extra layers"; only a shape di
 A ResNet-34 checkpoint thus loads "successfully" into a ResNet-18 model.  This module compares the
 model's trunk with the checkpoint's trunk first (same key mapping as VISSL: ``WEIGHTS_INIT``'s
 ``STATE_DICT_KEY_NAME``, ``SKIP_LAYERS``, ``REMOVE_PREFIX``, ``APPEND_PREFIX``) and raises a
-:class:`~vissl_aasae.config_check.ConfigError` that names the keys that are missing, misshapen or
+:class:`~vissl_aasae.errors.ConfigError` that names the keys that are missing, misshapen or
 left over.  The heads are never compared: evaluation heads are meant to start afresh (the AASAE
 pretraining heads ``heads.0.*``/``heads.1.*`` are projection and decoder).
 """
@@ -19,7 +19,7 @@ import torch
 
 from vissl_aasae import checkpoints
 from vissl_aasae.checkpoints import FEATURE_BLOCKS
-from vissl_aasae.config_check import ConfigError
+from vissl_aasae.errors import ConfigError
 
 SHOWN_KEYS = 8  # keys listed per category in an error message
 

@@ -25,14 +25,11 @@ from classy_vision.generic.distributed_util import get_world_size, is_primary
 from classy_vision.hooks import ClassyHook
 
 from vissl_aasae.config_check import max_unreadable_fraction
+from vissl_aasae.errors import UnreadableDataError
 from vissl_aasae.settings import RunSettings
 
 MIN_UNREADABLE = 16  # unreadable images before the share is judged in the middle of an epoch
 NAMED = 5  # files named in the error
-
-
-class UnreadableDataError(ValueError):
-    """Too many images of the data could not be read; the message names some of them."""
 
 
 class SkipUnreadable:
