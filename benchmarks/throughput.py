@@ -31,14 +31,16 @@ Speed against the machine's own limit, for step, plain and reference:
   work counts 0, as everything but matmuls and convolutions does).  The step, plain and reference
   runs also count one extra, untimed iteration of their own loop (``flops_per_image_counted``):
   the same work, checked.
-- the peak of this machine, measured in the same run (a fresh process before each repeat's modes,
-  ``--peak-seconds`` each): a large matmul and a forward + backward of the convolution shape that
-  carries most of the model's FLOPs, at the config's batch, in fp32 and, where the device has it,
-  bf16.  On a GPU fp32 convolutions run in TF32 (PyTorch's default for cuDNN) and matmuls do not.
-- achieved GFLOP/s = FLOPs per image x images/s / 1e9, and its fraction of the best measured peak
-  of the run's precision ("% peak": model FLOPs utilisation against a measured, not a datasheet,
-  peak) and of the convolution's ("% conv").  On a GPU whose name is known the ratio to the
-  datasheet's dense peak is printed beside it.
+- the peak of this machine, measured in each step / plain / reference process right after its
+  timed iterations (``--peak-seconds`` each; the speed of a shared machine drifts from one minute
+  to the next): a large matmul and a forward + backward of the convolution shape that carries most
+  of the model's FLOPs, at the config's batch, in fp32 and, where the device has it, bf16.  On a
+  GPU fp32 convolutions run in TF32 (PyTorch's default for cuDNN) and matmuls do not.
+- achieved GFLOP/s = FLOPs per image x images/s / 1e9, and its fraction of the peak its own process
+  measured, the larger of matmul and convolution of the run's precision ("% peak": model FLOPs
+  utilisation against a measured, not a datasheet, peak), and of the convolution's ("% conv"); the
+  median over the runs.  On a GPU whose name is known the ratio to the datasheet's dense peak is
+  printed beside it.
 
 ``--precision fp32,bf16`` and ``--compare-compile`` run each mode once per variant, interleaved
 within each repeat (the reference and data modes once: they have no switches); compilation's cost
@@ -954,7 +956,10 @@ def run_peak(args, config, device) -> Dict:
     for name, dtype in dtypes.items():
         entry = {"matmul": matmul_peak(device, dtype, args.peak_seconds)}
         if spec:
-            entry["conv"] = conv_peak(device, dtype, spec, args.peak_seconds, settings.channels_last)
+            # the layout the run's switches give each precision: CHANNELS_LAST auto is on for bf16
+            # (mixed precision) on every device, and for fp32 on the CPU
+            layout = settings.channels_last or dtype == torch.bfloat16
+            entry["conv"] = conv_peak(device, dtype, spec, args.peak_seconds, layout)
         out[name] = entry
     return out
 
