@@ -18,7 +18,8 @@ from PIL import Image
 
 from vissl_aasae import compat
 from vissl_aasae.errors import ConfigError, RunLocked
-from vissl_aasae.launcher import LOCK_FILE, RunLock, compose, write_config
+from vissl_aasae.launcher import compose
+from vissl_aasae.run import LOCK_FILE, RunLock, write_config
 
 TINY = [
     "config=pretrain/aasae/quickstart",
@@ -383,7 +384,7 @@ def test_tools_leave_a_runs_record_alone(tmp_path):
 def test_a_record_without_checkpoints_does_not_block_the_corrected_launch(tmp_path):
     """A launch refused or stopped before its first checkpoint leaves a record that describes nothing:
     the corrected launch replaces it instead of being refused (issue 28)."""
-    from vissl_aasae.launcher import check_recorded_config
+    from vissl_aasae.run import check_recorded_config
 
     run = tmp_path / "run"
     run.mkdir()
@@ -409,7 +410,7 @@ def test_a_launch_with_another_config_refuses_unless_told_to_overwrite(tmp_path)
     assert "OPTIMIZER.num_epochs: 1 -> 2" in line and "DATA.TRAIN.DATA_LIMIT: 1280 -> 64" in line
     assert (run / "train_config.yaml").read_bytes() == before
     assert sorted(os.listdir(run)) == ["model_phase0.torch", "train_config.yaml"]
-    from vissl_aasae.launcher import check_recorded_config
+    from vissl_aasae.run import check_recorded_config
 
     _, config = compose([*base, "config.MODEL.AASAE.LATENT_DIM=64", "config.AASAE.OVERWRITE_CONFIG=True"])
     assert check_recorded_config(config, str(run)) is True
@@ -426,7 +427,7 @@ def test_a_launch_with_another_config_refuses_unless_told_to_overwrite(tmp_path)
 
 LOCK_HOLDER = """
 import sys, time
-from vissl_aasae.launcher import RunLock
+from vissl_aasae.run import RunLock
 RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(600)

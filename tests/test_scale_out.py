@@ -121,7 +121,7 @@ def test_a_slurm_job_holds_the_run_lock_while_it_trains(tmp_path, monkeypatch):
 
     from vissl_aasae.compat import behaviour
     from vissl_aasae.errors import RunLocked
-    from vissl_aasae.launcher import RunLock
+    from vissl_aasae.run import RunLock
 
     folder = tmp_path / "run"
     config = SimpleNamespace(CHECKPOINT=SimpleNamespace(DIR=str(folder)))

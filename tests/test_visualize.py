@@ -449,7 +449,7 @@ def made(tmp_path_factory):
     from vissl.models import build_model
 
     from vissl_aasae.interop.checkpoint_io import vissl_checkpoint
-    from vissl_aasae.launcher import write_config
+    from vissl_aasae.run import write_config
 
     folder = tmp_path_factory.mktemp("made")
     _, config = compose(

@@ -10,6 +10,8 @@ are thin adapters over it; it imports none of them):
   truncated or corrupt, not a checkpoint at all (a text file), or holding a type that is not on the
   allow-list (a pickle that would run code is refused, not run);
 - :func:`verify`: whether a file is a complete checkpoint (every zip record's CRC, then the pickle);
+- :func:`atomic_write`, :func:`save`, :func:`atomic_symlink`: written beside the target and renamed into
+  place, so that a kill never leaves a partial file under its name nor a moment without the link;
 - :func:`resolve`: a checkpoint file from a file or a run folder (``checkpoint.torch``, else the
   newest ``model_*phase*.torch``); a ``checkpoint.torch`` link that points elsewhere than its own
   folder (older runs with a relative ``CHECKPOINT.DIR``) is followed to the file of that name beside it;
@@ -303,6 +305,26 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> s
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def link_target(source, link) -> str:
+    """What ``link`` should hold to reach ``source`` from anywhere: the bare file name when both are in
+    one folder (VISSL's case), else the path relative to the link's folder."""
+    source_dir = os.path.dirname(os.path.abspath(source))
+    link_dir = os.path.dirname(os.path.abspath(link))
+    if source_dir == link_dir:
+        return os.path.basename(source)
+    return os.path.relpath(os.path.abspath(source), link_dir)
+
+
+def atomic_symlink(source, link) -> None:
+    """Point ``link`` at ``source`` by renaming a fresh link over it: never a moment without one.
+    The link holds a target relative to its own folder (:func:`link_target`)."""
+    tmp = f"{link}.tmp{os.getpid()}"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(link_target(source, link), tmp)
+    os.replace(tmp, link)
 
 
 def save(obj: Any, path, what: str = "output") -> str:

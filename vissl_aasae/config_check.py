@@ -4,8 +4,8 @@ Used by the launcher: unknown component names (trunk, heads, loss, collator, dat
 transforms, data set names), data paths that do not exist or are empty, image folders without class
 sub-folders, ``DATA_LIMIT`` values the data cannot give, the device, the number of epochs, the
 plugin's run switches (``config.AASAE``), and AASAE's own pairings (projection head followed by the
-decoder head, matching latent sizes, the view transform and collator).  :func:`check_resume` runs
-just before a training launch: a folder whose checkpoints are all incomplete is not resumed from.
+decoder head, matching latent sizes, the view transform and collator).  The checks of the
+run's folder (its lock, record and checkpoints) are :mod:`vissl_aasae.run`'s.
 """
 
 import os
@@ -481,24 +481,6 @@ def _check_device_available(config) -> None:
         )
     if wanted > found:
         raise ConfigError(f"DISTRIBUTED.NUM_PROC_PER_NODE={wanted} but this machine has {found} CUDA GPUs")
-
-
-def check_resume(config) -> None:
-    """Before a training launch that resumes (AUTO_RESUME): refuse a folder whose checkpoints are all
-    incomplete (truncated, corrupt) instead of crashing on one or silently starting afresh over them."""
-    folder = str(config.CHECKPOINT.DIR)
-    if not config.CHECKPOINT.AUTO_RESUME or "://" in folder or not os.path.isdir(folder):
-        return
-    from vissl_aasae.compat import behaviour
-
-    skip_final = bool(config.CHECKPOINT.OVERWRITE_EXISTING)
-    names = behaviour.resume_candidates(folder, skip_final)
-    if names and behaviour.latest_checkpoint_file(folder, config, skip_final) is None:
-        reasons = [behaviour.incomplete_reason(os.path.join(folder, n)) for n in names]
-        raise ConfigError(
-            f"CHECKPOINT.DIR={folder!r} holds no complete checkpoint to resume from ({'; '.join(reasons[:3])}); "
-            "move the broken files away, or set config.CHECKPOINT.AUTO_RESUME=False to start afresh"
-        )
 
 
 def _check_model_builds(config):

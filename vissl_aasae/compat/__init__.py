@@ -23,9 +23,7 @@ from vissl_aasae.compat.behaviour import (  # noqa: F401  (the names tools and t
     TrainingInterrupted,
     atomic_file_symlink,
     atomic_save_checkpoint,
-    incomplete_reason,
     latest_checkpoint_file,
-    link_target,
     log_environment_setting,
     vissl_worker_init,
 )

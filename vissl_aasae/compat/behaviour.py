@@ -11,60 +11,30 @@ import sys
 import torch
 from torchvision.datasets import ImageFolder
 
+from vissl_aasae import run
+from vissl_aasae.checkpoints import atomic_symlink, atomic_write
 from vissl_aasae.compat._patching import _once
 from vissl_aasae.data.workers import watch_main_process
 from vissl_aasae.errors import TrainingInterrupted
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in str(path) or str(path).startswith("file://")
-
-
-def check_finite_model(state, checkpoint_folder) -> None:
-    """Raise FloatingPointError instead of writing a checkpoint whose weights hold NaN/inf."""
-    from vissl_aasae.checkpoints import non_finite_tensors
-
-    bad = non_finite_tensors(state)
-    if bad:
-        last = latest_checkpoint_file(checkpoint_folder, None) if os.path.isdir(checkpoint_folder) else None
-        raise FloatingPointError(
-            f"training diverged: non-finite weights at iteration {state.get('iteration')} ({bad[:3]}...); "
-            f"checkpoint not written; last good checkpoint: "
-            f"{os.path.join(checkpoint_folder, last) if last else 'none'}"
-        )
+from vissl_aasae.settings import RunSettings
 
 
 def atomic_save_checkpoint(checkpoint_folder, state, checkpoint_file="checkpoint.torch"):
-    """Write to a temporary file beside the target, flush it to disk, then rename it into place."""
-    check_finite_model(state, checkpoint_folder)
-    if not _is_local(checkpoint_folder):
+    """VISSL's ``save_checkpoint``: refused for non-finite weights (:func:`vissl_aasae.run.refuse_non_finite`),
+    then written to a temporary file beside the target, flushed to disk and renamed into place."""
+    run.refuse_non_finite(state, checkpoint_folder)
+    if not run.is_local(checkpoint_folder):
         return atomic_save_checkpoint.__wrapped__(checkpoint_folder, state, checkpoint_file)
     os.makedirs(checkpoint_folder, exist_ok=True)
-    from vissl_aasae.checkpoints import atomic_write
-
     return atomic_write(os.path.join(checkpoint_folder, checkpoint_file), lambda f: torch.save(state, f))
 
 
-def link_target(source, link) -> str:
-    """What ``link`` should hold to reach ``source`` from anywhere: the bare file name when both are in
-    one folder (VISSL's case), else the path relative to the link's folder."""
-    source_dir = os.path.dirname(os.path.abspath(source))
-    link_dir = os.path.dirname(os.path.abspath(link))
-    if source_dir == link_dir:
-        return os.path.basename(source)
-    return os.path.relpath(os.path.abspath(source), link_dir)
-
-
 def atomic_file_symlink(source, link):
-    """Point ``link`` at ``source`` by renaming a fresh link over it: never a moment without one.
-    The link holds a target relative to its own folder (:func:`link_target`)."""
-    if not (_is_local(source) and _is_local(link)):
+    """VISSL's ``create_file_symlink``: :func:`vissl_aasae.checkpoints.atomic_symlink` (a fresh link renamed
+    over the old one, its target relative to its own folder) for local paths."""
+    if not (run.is_local(source) and run.is_local(link)):
         return atomic_file_symlink.__wrapped__(source, link)
-    tmp = f"{link}.tmp{os.getpid()}"
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    os.symlink(link_target(source, link), tmp)
-    os.replace(tmp, link)
+    atomic_symlink(source, link)
 
 
 @_once
@@ -80,72 +50,19 @@ def patch_atomic_checkpoints():
     vissl_io.create_file_symlink = atomic_file_symlink
 
 
-_VERIFIED = {}  # (path, size, mtime) -> None or why the file is not a complete checkpoint
-_WARNED = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        logging.warning(message)
-        print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def incomplete_reason(path: str):
-    """None when ``path`` is a complete checkpoint, else why not (cached per file version)."""
-    from vissl_aasae.checkpoints import verify
-
-    try:
-        stat = os.stat(path)
-    except OSError as err:
-        return str(err)
-    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _VERIFIED:
-        _VERIFIED[key] = verify(path)
-    return _VERIFIED[key]
-
-
-def resume_candidates(checkpoint_folder: str, skip_final: bool):
-    """Checkpoint names to resume from, best first: a final one, checkpoint.torch's target (the last
-    complete save), then the others newest first."""
-    names = [n for n in os.listdir(checkpoint_folder) if n.startswith("model_") and n.endswith(".torch")]
-    names = [n for n in names if "_shard" not in n]
-    order = []
-    if not skip_final:
-        order += sorted((n for n in names if n.startswith("model_final")), reverse=True)
-    link = os.path.join(checkpoint_folder, "checkpoint.torch")
-    if os.path.islink(link):
-        target = os.path.basename(os.readlink(link))  # older runs hold a target relative to the launch folder
-        if target in names and not (skip_final and target.startswith("model_final")):
-            order.append(target)
-    others = [n for n in names if not n.startswith("model_final")]
-    order += sorted(others, key=lambda n: os.path.getmtime(os.path.join(checkpoint_folder, n)), reverse=True)
-    return list(dict.fromkeys(order))
-
-
 def latest_checkpoint_file(
     checkpoint_folder: str, config, skip_final: bool = False, latest_checkpoint_resume_num: int = 1
 ):
-    """The checkpoint to resume from: checkpoint.torch's target (the last complete save), else the newest file;
-    a file that is not a complete checkpoint (truncated, corrupt) is passed over, with a warning naming it.
+    """VISSL's ``get_checkpoint_resume_files`` for a local folder: the newest complete checkpoint
+    (:func:`vissl_aasae.run.newest_complete_checkpoint`: checkpoint.torch's target, else the newest file;
+    a truncated or corrupt one is passed over, with a warning naming it).
 
     VISSL's own choice looks only at ``model_iteration*`` files when CHECKPOINT_ITER_FREQUENCY > 0
     (so an end-of-epoch ``model_phase*`` checkpoint written later is ignored) and ignores the link.
     """
-    if not _is_local(checkpoint_folder) or latest_checkpoint_resume_num != 1:
+    if not run.is_local(checkpoint_folder) or latest_checkpoint_resume_num != 1:
         return latest_checkpoint_file.__wrapped__(checkpoint_folder, config, skip_final, latest_checkpoint_resume_num)
-    skipped = []
-    for name in resume_candidates(checkpoint_folder, skip_final):
-        why = incomplete_reason(os.path.join(checkpoint_folder, name))
-        if why is None:
-            if skipped:
-                _warn_once(
-                    f"resuming from {os.path.join(checkpoint_folder, name)}, the newest complete checkpoint; "
-                    f"passed over: {'; '.join(skipped)}"
-                )
-            return name
-        skipped.append(why)
-    return None
+    return run.newest_complete_checkpoint(checkpoint_folder, skip_final)
 
 
 @_once
@@ -159,16 +76,11 @@ def patch_resume_choice():
 
 def training_finished(cfg, checkpoint_folder: str):
     """VISSL's check, except that a final checkpoint which is not complete (truncated, corrupt) does not
-    count: the run then resumes from the newest complete checkpoint and writes the final one again."""
+    count (:func:`vissl_aasae.run.final_checkpoint_complete`): the run then resumes from the newest
+    complete checkpoint and writes the final one again."""
     if not training_finished.__wrapped__(cfg, checkpoint_folder):
         return False
-    if not _is_local(checkpoint_folder):
-        return True
-    finals = sorted(n for n in os.listdir(checkpoint_folder) if n.startswith("model_final") and n.endswith(".torch"))
-    broken = [why for why in (incomplete_reason(os.path.join(checkpoint_folder, n)) for n in finals) if why]
-    if broken:
-        _warn_once(f"the final checkpoint is not complete, so training is not finished: {'; '.join(broken)}")
-    return not broken
+    return not run.is_local(checkpoint_folder) or run.final_checkpoint_complete(checkpoint_folder)
 
 
 @_once
@@ -286,8 +198,6 @@ _ENVIRONMENT_LOGGING = {"all": False}
 
 def log_environment_setting(cfg) -> bool:
     """``config.AASAE.LOG_ENVIRONMENT`` (default False)."""
-    from vissl_aasae.settings import RunSettings
-
     return RunSettings.from_config(cfg).log_environment
 
 
@@ -350,16 +260,15 @@ def _slurm_job_class():
             import submitit
 
             from vissl_aasae.hooks import aasae_hook_generator
-            from vissl_aasae.launcher import RunLock
 
             lock = None
             folder = self.config.CHECKPOINT.DIR
-            if submitit.JobEnvironment().global_rank == 0 and _is_local(folder):
+            if submitit.JobEnvironment().global_rank == 0 and run.is_local(folder):
                 # the job that trains holds the run lock (the submitting launcher has exited by now);
                 # a requeued job takes it again once the preempted one is gone
-                lock = RunLock(folder).acquire()
-                if lock.stale:
-                    print(f"note: {lock.path} was left by {lock.stale}, which is no longer running; taken over")
+                lock = run.RunLock(folder).acquire()
+                if lock.stale_note():
+                    print(lock.stale_note())
             original = distributed_launcher.default_hook_generator
             distributed_launcher.default_hook_generator = aasae_hook_generator
             try:
