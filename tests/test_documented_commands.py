@@ -404,6 +404,21 @@ THROUGHPUT = [
     "--json benchmarks/results/cpu_quickstart_plain_b{16,32,64,128}.json",
     TP + "quickstart --batch-size 32 --resolution {32,64,96} --warmup 2 --iterations 4 --modes plain "
     "--json benchmarks/results/cpu_quickstart_plain_b32_{32,64,96}px.json",
+    # issue 31: FLOPs per image and the fraction of the same run's measured peak, torch.compile
+    TP + "quickstart --batch-size 64 --warmup 2 --iterations 6 --repeats 2 --profile 2 --modes step,plain,reference "
+    "--json benchmarks/results/cpu_quickstart_rn18_32px_b64_flops.json",
+    TP + "cifar10 --fake-data 1024 --batch-size 64 --warmup 3 --iterations 4 --profile 2 --modes step,plain,reference "
+    "--json benchmarks/results/cpu_cifar10_rn50_32px_b64_flops.json",
+    TP + "quickstart --batch-size 128 --warmup 2 --iterations 6 --repeats 2 --profile 2 --modes step,plain,reference "
+    "+config/pretrain/aasae/models=resnet18_w0.25 config.MODEL.AASAE.LATENT_DIM=64 "
+    "--json benchmarks/results/cpu_study_rn18w025_32px_b128_flops.json",
+]
+THROUGHPUT_COMPILE = [
+    TP + "quickstart --batch-size 64 --warmup 3 --iterations 4 --modes plain --compare-compile --compile-cache shared "
+    "--peak-seconds 0.5 --json benchmarks/results/cpu_quickstart_rn18_32px_b64_compile.json",
+    TP + "quickstart --batch-size 128 --warmup 3 --iterations 6 --modes plain --compare-compile --compile-cache shared "
+    "--peak-seconds 0.5 +config/pretrain/aasae/models=resnet18_w0.25 config.MODEL.AASAE.LATENT_DIM=64 "
+    "--json benchmarks/results/cpu_study_rn18w025_32px_b128_compile.json",
 ]
 
 
@@ -511,6 +526,13 @@ COMMANDS: Dict[str, object] = {
             "minutes of timing each, written over the committed JSON: the test runs the script on a tiny config",
         )
         for command in THROUGHPUT
+    },
+    **{
+        command: Elsewhere(
+            "tests/test_throughput.py::test_compiled_training_follows_the_uncompiled_trajectory",
+            "minutes of compiling and timing: the test compiles the model and steps it beside the eager one",
+        )
+        for command in THROUGHPUT_COMPILE
     },
     "benchmarks/gpu_check.sh": Elsewhere(
         "tests/test_throughput.py::test_gpu_check_dry_run_on_cpu", "needs a GPU; --dry-run runs the same code"
