@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import process_running
 
-from vissl_aasae import compat
+from vissl_aasae import compat, console
 from vissl_aasae.compat import behaviour
 from vissl_aasae.launcher import compose
 
@@ -238,7 +238,7 @@ def test_environment_dump_leaves_secrets_out_unless_asked(caplog, monkeypatch):
     assert "OMP_NUM_THREADS:\t2" in caplog.text
     assert "2 other environment variables not logged" in caplog.text
     caplog.clear()
-    monkeypatch.setitem(behaviour._ENVIRONMENT_LOGGING, "all", True)  # config.AASAE.LOG_ENVIRONMENT=True
+    monkeypatch.setitem(console._ENVIRONMENT_LOGGING, "all", True)  # config.AASAE.LOG_ENVIRONMENT=True
     with caplog.at_level(logging.INFO):
         vissl.engines.train.print_system_env_info(env)
     assert "HF_TOKEN:\thf_abcdef" in caplog.text

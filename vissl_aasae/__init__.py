@@ -10,7 +10,22 @@ registers every component with VISSL's and classy_vision's registries:
   generator :func:`vissl_aasae.hooks.aasae_hook_generator`.
 """
 
-from vissl_aasae import compat, settings
+import warnings
+
+# VISSL 0.1.6 on today's stack warns on every start: it imports pkg_resources and torchvision's deprecated
+# video transforms, its losses use torch.jit.script, it composes without Hydra's version_base.  Silenced
+# here, before any module of the package imports VISSL (tests/test_compat.py).
+LEGACY_WARNINGS = (
+    ("\nThe version_base parameter is not specified", Warning),
+    ("pkg_resources is deprecated", UserWarning),
+    ("`torch.jit.script` is deprecated", FutureWarning),
+    (r"The 'torchvision\.transforms\._(functional|transforms)_video'", Warning),
+)
+for _message, _category in LEGACY_WARNINGS:
+    warnings.filterwarnings("ignore", message=_message, category=_category)
+del _message, _category
+
+from vissl_aasae import compat, settings  # noqa: E402
 
 compat.apply()
 settings.register_config_defaults()  # the defaults of every plugin key, for Hydra (see settings.py)

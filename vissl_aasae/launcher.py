@@ -27,9 +27,11 @@ import sys
 from typing import Dict, List
 
 import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
+from vissl_aasae import compat
 from vissl_aasae.config_check import check_config, upscaling_warning
 from vissl_aasae.errors import EXIT_BAD_INPUT, ConfigError
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
+from vissl_aasae.hooks import aasae_hook_generator
 from vissl_aasae.run import (
     Interrupts,
     RunLock,
@@ -40,6 +42,9 @@ from vissl_aasae.run import (
     stop_spawned_ranks,
     write_config,
 )
+from vissl_aasae.trainer.cpu import rank_threads
+
+compat.run_slurm_jobs_with(aasae_hook_generator)  # the hooks of the SLURM jobs this launcher submits
 
 
 # --------------------------------------------------------------------------- composing
@@ -210,9 +215,6 @@ def main(argv: List[str] = None) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
-
-    from vissl_aasae.hooks import aasae_hook_generator
-    from vissl_aasae.trainer.cpu import rank_threads
 
     if config.MACHINE.DEVICE == "cpu":
         # the threads each spawned rank starts with; the hook generator sets torch's count again

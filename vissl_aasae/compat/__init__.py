@@ -1,11 +1,11 @@
 """The only place where the plugin patches third-party code, in three kinds:
 
 - :mod:`.stack`: fixes for today's stack (torch 2.x, no apex, Hydra 1.3): VISSL as it is would be
-  slow, fail late or warn on every start;
+  slow or fail late;
 - :mod:`.behaviour`: behaviour the plugin promises that VISSL lacks (atomic checkpoints, resume from
   the newest complete one, bad images skipped, workers that die with the trainer, no secrets in the
   log, Ctrl-C reported as an interruption, the plugin's hooks in SLURM jobs, a console without
-  VISSL's start-up dumps);
+  VISSL's start-up dumps), each an adapter calling down into the core (:mod:`vissl_aasae.run`, ...);
 - :mod:`.detectron2`: detectron2 v0.5 without its compiled extension (the detection benchmark).
 
 Each patch is a small function with a one-line reason (its docstring) and a test that fails without
@@ -25,6 +25,7 @@ from vissl_aasae.compat.behaviour import (  # noqa: F401  (the names tools and t
     atomic_save_checkpoint,
     latest_checkpoint_file,
     log_environment_setting,
+    run_slurm_jobs_with,
     vissl_worker_init,
 )
 from vissl_aasae.compat.detectron2 import apply_detectron2_patches  # noqa: F401
@@ -58,7 +59,6 @@ def check_versions() -> None:
 def apply() -> None:
     """Check the versions, then apply every patch (idempotent)."""
     check_versions()
-    stack.quiet_legacy_warnings()
     stack.patch_broadcast_object()
     stack.patch_apex_defaults()
     behaviour.patch_atomic_checkpoints()

@@ -2,7 +2,13 @@
 checkpoints that are never written with NaN weights, links that resolve from anywhere, resume from
 the newest complete checkpoint, image folders with empty classes and unreadable images, DataLoader
 workers that die with their trainer, no secrets in the start-up log, Ctrl-C that is not reported
-as success.  Each ``patch_*``: a one-line reason (its docstring) and a test that fails without it."""
+as success, the plugin's hooks in SLURM jobs, a console without VISSL's start-up dumps.
+
+Each ``patch_*`` says what it changes in VISSL and why (its one-line docstring; a test fails without
+it) and installs an adapter with VISSL's signature that calls down into the plugin's core for the
+behaviour: :mod:`vissl_aasae.run` (a run's lock, resume, finished check, non-finite refusal),
+:mod:`vissl_aasae.checkpoints` (atomic writes and links), :mod:`vissl_aasae.data.workers`,
+:mod:`vissl_aasae.console`.  It imports nothing above them (no launcher, hooks or add-on)."""
 
 import logging
 import os
@@ -10,8 +16,9 @@ import sys
 
 import torch
 from torchvision.datasets import ImageFolder
+from vissl.utils import distributed_launcher
 
-from vissl_aasae import run
+from vissl_aasae import console, run
 from vissl_aasae.checkpoints import atomic_symlink, atomic_write
 from vissl_aasae.compat._patching import _once
 from vissl_aasae.data.workers import watch_main_process
@@ -170,57 +177,27 @@ def patch_orphaned_workers():
     vissl.data.build_dataloader = train_task.build_dataloader = build_dataloader_with_watched_workers
 
 
-# environment variables that carry no secrets: logged at start-up (all others only on request)
-HARMLESS_ENVIRONMENT = (
-    "CUDA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "WORLD_SIZE",
-    "RANK",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "NCCL_DEBUG",
-    "NCCL_SOCKET_NTHREADS",
-    "NCCL_NSOCKS_PERTHREAD",
-    "PYTHONHASHSEED",
-    "SLURM_JOB_ID",
-    "SLURM_PROCID",
-    "SLURM_NODEID",
-    "SLURM_NTASKS",
-    "HOSTNAME",
-    "VIRTUAL_ENV",
-    "CONDA_DEFAULT_ENV",
-)
-_ENVIRONMENT_LOGGING = {"all": False}
-
-
 def log_environment_setting(cfg) -> bool:
     """``config.AASAE.LOG_ENVIRONMENT`` (default False)."""
     return RunSettings.from_config(cfg).log_environment
 
 
 def print_environment(current_env) -> None:
-    """VISSL's start-up dump of the environment, limited to :data:`HARMLESS_ENVIRONMENT` unless
-    ``config.AASAE.LOG_ENVIRONMENT`` is on."""
-    if _ENVIRONMENT_LOGGING["all"]:
+    """VISSL's ``print_system_env_info``: :func:`vissl_aasae.console.log_environment` (the harmless names
+    only) unless ``config.AASAE.LOG_ENVIRONMENT`` is on."""
+    if console.logs_all_environment():
         return print_environment.__wrapped__(current_env)
-    shown = sorted(k for k in current_env if k in HARMLESS_ENVIRONMENT)
-    for key in shown:
-        logging.info(f"{key}:\t{current_env[key]}")
-    logging.info(
-        f"{len(current_env) - len(shown)} other environment variables not logged (they may hold secrets); "
-        "config.AASAE.LOG_ENVIRONMENT=True logs them all"
-    )
+    console.log_environment(current_env)
 
 
 def distributed_worker(*args, **kwargs):
     """VISSL's per-rank entry point with the plugin's run settings applied, and Ctrl-C turned into
     :class:`TrainingInterrupted` (VISSL's launch_distributed would swallow the KeyboardInterrupt)."""
     cfg = kwargs.get("cfg", args[1] if len(args) > 1 else None)
-    _ENVIRONMENT_LOGGING["all"] = log_environment_setting(cfg) if cfg is not None else False
-    _CONSOLE["verbose"] = bool(cfg.get("VERBOSE", False)) if cfg is not None else False
+    console.configure(
+        verbose=bool(cfg.get("VERBOSE", False)) if cfg is not None else False,
+        log_environment=log_environment_setting(cfg) if cfg is not None else False,
+    )
     try:
         return distributed_worker.__wrapped__(*args, **kwargs)
     except KeyboardInterrupt:
@@ -249,106 +226,64 @@ def patch_interrupts():
     distributed_launcher._distributed_worker = distributed_worker
 
 
-def _slurm_job_class():
-    from vissl.utils import distributed_launcher
-
-    class AASAESlurmJob(distributed_launcher._ResumableSlurmJob):
-        """VISSL's resumable SLURM job, run with the plugin: submitit unpickles it in the job by this
-        module's name, which imports the plugin there, and it launches with the plugin's hooks."""
-
-        def __call__(self):
-            import submitit
-
-            from vissl_aasae.hooks import aasae_hook_generator
-
-            lock = None
-            folder = self.config.CHECKPOINT.DIR
-            if submitit.JobEnvironment().global_rank == 0 and run.is_local(folder):
-                # the job that trains holds the run lock (the submitting launcher has exited by now);
-                # a requeued job takes it again once the preempted one is gone
-                lock = run.RunLock(folder).acquire()
-                if lock.stale_note():
-                    print(lock.stale_note())
-            original = distributed_launcher.default_hook_generator
-            distributed_launcher.default_hook_generator = aasae_hook_generator
-            try:
-                return super().__call__()
-            finally:
-                distributed_launcher.default_hook_generator = original
-                if lock is not None:
-                    lock.release()
-
-        def checkpoint(self):  # submitit's requeue on preemption: the same job again
-            import submitit
-
-            return submitit.helpers.DelayedSubmission(type(self)(engine_name=self.engine_name, config=self.config))
-
-    AASAESlurmJob.__module__ = __name__
-    AASAESlurmJob.__qualname__ = "AASAESlurmJob"
-    return AASAESlurmJob
+# the hooks of the SLURM jobs VISSL submits: given by the launcher (compat imports no hooks)
+_SLURM = {"hook_generator": None}
 
 
-AASAESlurmJob = None  # set by patch_slurm_job (the class needs VISSL imported)
+def run_slurm_jobs_with(hook_generator) -> None:
+    """The hook generator of every SLURM job submitted from now on.  It travels with the job, pickled by
+    reference: unpickling it in the job's process imports its module, which loads the plugin there."""
+    _SLURM["hook_generator"] = hook_generator
+
+
+class AASAESlurmJob(distributed_launcher._ResumableSlurmJob):
+    """VISSL's resumable SLURM job with the plugin's hooks (:func:`run_slurm_jobs_with`); the job of the
+    first node holds the run lock (:class:`vissl_aasae.run.RunLock`) while it trains.  Defined at module
+    level: submitit unpickles it in the job by this module's name."""
+
+    def __init__(self, engine_name: str, config, hook_generator=None):
+        super().__init__(engine_name=engine_name, config=config)
+        self.hook_generator = hook_generator or _SLURM["hook_generator"]
+
+    def __call__(self):
+        import submitit
+
+        lock = None
+        folder = self.config.CHECKPOINT.DIR
+        if submitit.JobEnvironment().global_rank == 0 and run.is_local(folder):
+            # the job that trains holds the run lock (the submitting launcher has exited by now);
+            # a requeued job takes it again once the preempted one is gone
+            lock = run.RunLock(folder).acquire()
+            if lock.stale_note():
+                print(lock.stale_note())
+        original = distributed_launcher.default_hook_generator
+        distributed_launcher.default_hook_generator = self.hook_generator or original
+        try:
+            return super().__call__()
+        finally:
+            distributed_launcher.default_hook_generator = original
+            if lock is not None:
+                lock.release()
+
+    def checkpoint(self):  # submitit's requeue on preemption: the same job again
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(type(self)(self.engine_name, self.config, self.hook_generator))
 
 
 @_once
 def patch_slurm_job():
     """VISSL's SLURM job (config.SLURM.USE_SLURM) runs VISSL's default hooks in a process that never imports the plugin: its components are unknown there."""  # noqa: E501 (the patch's one-line reason)
-    global AASAESlurmJob
-    from vissl.utils import distributed_launcher
-
-    AASAESlurmJob = _slurm_job_class()
     distributed_launcher._ResumableSlurmJob = AASAESlurmJob
 
 
-# --------------------------------------------------------------------------- the console
-_CONSOLE = {"verbose": False}
-
-
-class ConsoleFilter:
-    """What a user reads on the console: warnings and errors, the plugin's own lines (progress, loss
-    parts, summary) and VISSL's short status lines; VISSL's long dumps (the whole config, the system
-    and environment, the model and the optimizer's parameter groups, the data file lists) and its
-    per-iteration lines (the plugin's carry the same progress) go to log.txt only.  ``config.VERBOSE``
-    shows everything."""
-
-    QUIET_FILES = ("hydra_config.py", "env.py", "optimizer_helper.py", "ssl_dataset.py", "collect_env.py")
-    QUIET_PREFIXES = (
-        "System config:",
-        "Model is:",
-        "Loss is:",
-        "Rank: ",
-        "Env set for rank",
-        "Spawning process",
-        "Setting seed",
-        "MACHINE SEED",
-        "Set start method",
-        "Using Distributed init method",
-        "| initialized host",
-        "Broadcast model BN buffers",
-        "Synchronized Batch Normalization",
-        "Building model",
-        "Not using Automatic Mixed Precision",
-        "other environment variables",
-        "All Done!",  # VISSL's last lines: the plugin's summary is the run's last console line
-        "Shutting down loggers",
-    )
-
-    def filter(self, record) -> bool:
-        if _CONSOLE["verbose"] or record.levelno >= logging.WARNING:
-            return True
-        if record.filename in self.QUIET_FILES:
-            return False
-        message = record.getMessage() if record.args else str(record.msg)
-        return not message.startswith(self.QUIET_PREFIXES)
-
-
 def setup_logging(name, output_dir=None, rank=0):
-    """VISSL's logging set-up (console and log.txt), with :class:`ConsoleFilter` on the console only."""
+    """VISSL's logging set-up (console and log.txt), with :class:`vissl_aasae.console.ConsoleFilter` on
+    the console only."""
     setup_logging.__wrapped__(name, output_dir=output_dir, rank=rank)
     for handler in logging.root.handlers:
         if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
-            handler.addFilter(ConsoleFilter())
+            handler.addFilter(console.ConsoleFilter())
 
 
 @_once

@@ -1,5 +1,6 @@
 """Fixes for today's stack (Python 3.11, torch 2.x, no apex): VISSL 0.1.6 and classy_vision 0.7.0
-as they are would be slow (broadcast), fail late (apex defaults) or warn on every start.
+as they are would be slow (broadcast) or fail late (apex defaults).  (Their warnings on every start
+are silenced by the package's ``__init__``, before any module imports VISSL.)
 Each ``patch_*``: a one-line reason (its docstring) and a test in tests/test_compat.py."""
 
 import io
@@ -83,14 +84,3 @@ def patch_apex_defaults():
 
     infer_and_assert_hydra_config.__wrapped__ = original
     hydra_config.infer_and_assert_hydra_config = infer_and_assert_hydra_config
-
-
-@_once
-def quiet_legacy_warnings():
-    """VISSL imports pkg_resources and torchvision's deprecated video transforms, uses torch.jit.script (VISSL's losses), and composes without Hydra's version_base: warnings on every start."""  # noqa: E501 (the patch's one-line reason)
-    import warnings
-
-    warnings.filterwarnings("ignore", message="\nThe version_base parameter is not specified")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r"The 'torchvision\.transforms\._(functional|transforms)_video'")
