@@ -18,7 +18,6 @@ setup(
     description="AASAE (augmentation-augmented stochastic autoencoder) pretraining for VISSL",
     python_requires=">=3.9",
     packages=packages,
-    py_modules=["aasae_cli"],
     # the Hydra configs live in configs/ at the repository root and are installed as the
     # data package vissl_aasae.configs (found by hydra_plugins/vissl_aasae_searchpath)
     package_dir={"vissl_aasae.configs": "configs"},
@@ -40,13 +39,13 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "aasae-train=aasae_cli:train_main",
-            "aasae-eval=aasae_cli:eval_main",
-            "aasae-export=aasae_cli:export_main",
-            "aasae-import=aasae_cli:import_main",
-            "aasae-features=aasae_cli:features_main",
-            "aasae-density=aasae_cli:density_main",
-            "aasae-view-similarity=aasae_cli:view_similarity_main",
+            "aasae-train=vissl_aasae.cli:train_main",
+            "aasae-eval=vissl_aasae.cli:eval_main",
+            "aasae-export=vissl_aasae.cli:export_main",
+            "aasae-import=vissl_aasae.cli:import_main",
+            "aasae-features=vissl_aasae.cli:features_main",
+            "aasae-density=vissl_aasae.cli:density_main",
+            "aasae-view-similarity=vissl_aasae.cli:view_similarity_main",
         ]
     },
 )

@@ -32,5 +32,5 @@ $PIP install --no-deps --force-reinstall classy-vision==0.7.0
 $PIP install --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 # detectron2 v0.5 for the VOC detection benchmark (Python code only; see the script)
 bash scripts/install_detectron2.sh "$VENV/bin/python"
-"$VENV/bin/python" -c "import vissl_aasae.compat, vissl, classy_vision; print('setup.sh: ok, vissl', vissl.__version__ if hasattr(vissl, '__version__') else '0.1.6')"
+"$VENV/bin/python" -c "import vissl_aasae.registry, vissl, classy_vision; print('setup.sh: ok, vissl', vissl.__version__ if hasattr(vissl, '__version__') else '0.1.6')"
 stamp_of > "$VENV/.aasae-stamp"

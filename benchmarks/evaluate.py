@@ -6,15 +6,15 @@
     python benchmarks/evaluate.py --checkpoint ... --data fashion_mnist:/usr/share/datasets/fashion-mnist
 
 Prints e.g. ``linear top-1 = 78.40%  knn(k=20) top-1 = 75.10%  (n_train=5000, n_test=1000, checkpoint=...)``
-and writes the numbers as JSON. See ``aasae-eval --help`` (aasae_cli.eval_main) for every option.
+and writes the numbers as JSON. See ``aasae-eval --help`` (vissl_aasae.cli.eval_main) for every option.
 """
 
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # aasae_cli from a checkout
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # vissl_aasae from a checkout
 
-from aasae_cli import eval_main as main  # noqa: E402
+from vissl_aasae.cli import eval_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

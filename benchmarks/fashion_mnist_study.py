@@ -217,7 +217,7 @@ def views_overrides(views: str, dataset: str = "fashion_mnist") -> list:
     again here); none for the quickstart's own."""
     if views == "quickstart":
         return []
-    from vissl_aasae.launcher import compose
+    from vissl_aasae.config_compose import compose
 
     _, quickstart = compose(["config=pretrain/aasae/quickstart", *dataset_overrides(dataset)])
     dataset = f"+config/pretrain/aasae/datasets={quickstart.AASAE_DATASET.NAME}"
@@ -275,8 +275,7 @@ class Evaluator:
     def __init__(self, args):
         import torch
 
-        import vissl_aasae  # noqa: F401  (registrations)
-        from vissl_aasae.launcher import compose
+        from vissl_aasae.config_compose import compose  # loads the plugin (vissl_aasae.registry)
 
         torch.set_num_threads(1)  # leave the other core to the pretraining running beside it
         self.args = args

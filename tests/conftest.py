@@ -8,7 +8,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "tools" / "run_distributed_engines.py"
 
-import vissl_aasae  # noqa: E402,F401  (patches and registrations for in-process tests)
+import vissl_aasae.launcher  # noqa: E402,F401  (the whole plugin, as a launch loads it, for in-process tests)
 
 
 def process_running(pid: int) -> bool:

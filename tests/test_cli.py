@@ -1,4 +1,4 @@
-"""The command line (aasae_cli): one module, the same flags everywhere, --help without importing VISSL."""
+"""The command line (vissl_aasae.cli): the same flags everywhere, --help without importing VISSL."""
 
 import json
 import subprocess
@@ -10,12 +10,12 @@ from conftest import REPO
 COMMANDS = ["train", "eval", "export", "import", "features", "density", "view_similarity"]
 HELP_CHECK = """
 import sys
-import aasae_cli
+from vissl_aasae import cli as aasae_cli
 try:
     getattr(aasae_cli, sys.argv[1] + "_main")(["--help"])
 except SystemExit:
     pass
-print("heavy imports:", sorted(m for m in ("vissl", "torch", "vissl_aasae", "hydra") if m in sys.modules))
+print("heavy imports:", sorted(m for m in ("vissl", "torch", "vissl_aasae.registry", "hydra") if m in sys.modules))
 """
 
 
@@ -28,7 +28,7 @@ def test_help_answers_without_importing_vissl_or_torch(command):
 
 
 def test_flags_and_defaults_in_help(capsys):
-    import aasae_cli
+    from vissl_aasae import cli as aasae_cli
 
     texts = {}
     for command in [c for c in COMMANDS if c != "train"]:
@@ -46,7 +46,7 @@ def test_flags_and_defaults_in_help(capsys):
 
 
 def test_data_values_split_into_format_and_path():
-    from aasae_cli import split_data
+    from vissl_aasae.cli.arguments import split_data
 
     assert split_data("embedded") == ("npz", "embedded")
     assert split_data("fashion_mnist:/usr/share/datasets/fashion-mnist") == (
@@ -81,18 +81,18 @@ def test_bad_input_is_one_line_with_exit_2(tmp_path):
 @pytest.fixture
 def no_work(monkeypatch):
     """Every tool's work (config composition, model, data, evaluation, writing) fails the test if it starts."""
+    import vissl_aasae.config_compose as config_compose
     import vissl_aasae.evaluation.frozen_trunk as frozen_trunk
     import vissl_aasae.interop.export as export
     import vissl_aasae.interop.feature_extraction as feature_extraction
     import vissl_aasae.interop.lightning_import as lightning_import
-    import vissl_aasae.launcher as launcher
     import vissl_aasae.visualize.checkpoint as visual_checkpoint
 
     def started(*args, **kwargs):
         raise AssertionError("the command started its work before refusing its output")
 
     for module, name in (
-        (launcher, "compose"),
+        (config_compose, "compose"),
         (frozen_trunk, "evaluate_frozen_trunk"),
         (export, "export_checkpoint"),
         (lightning_import, "import_lightning_file"),
@@ -140,7 +140,7 @@ def bad_output_cases(tmp_path, run_folder):
 
 
 def test_every_tool_refuses_an_output_it_cannot_write_before_any_work(tmp_path, run_folder, no_work, capsys):
-    import aasae_cli
+    from vissl_aasae import cli as aasae_cli
 
     for command, argv, expected in bad_output_cases(tmp_path, run_folder):
         code = getattr(aasae_cli, f"{command}_main")(argv)
@@ -158,7 +158,7 @@ def test_every_tool_refuses_an_output_it_cannot_write_before_any_work(tmp_path, 
 
 
 def test_output_check_accepts_what_a_tool_may_write(tmp_path, run_folder):
-    from aasae_cli import check_output
+    from vissl_aasae.cli.arguments import check_output
 
     (tmp_path / "results.json").write_text("{}")  # an earlier result of the same command: replaced
     assert check_output(str(tmp_path / "results.json")) == str(tmp_path / "results.json")
@@ -171,8 +171,8 @@ def test_output_check_accepts_what_a_tool_may_write(tmp_path, run_folder):
 
 
 def test_eval_accepts_a_run_folder_as_the_other_tools_do(tmp_path, run_folder, monkeypatch, capsys):
-    import aasae_cli
     import vissl_aasae.evaluation.frozen_trunk as frozen_trunk
+    from vissl_aasae import cli as aasae_cli
     from vissl_aasae.checkpoints import resolve
 
     seen = {}
@@ -194,7 +194,7 @@ def test_eval_accepts_a_run_folder_as_the_other_tools_do(tmp_path, run_folder, m
 
 
 def test_train_without_a_config_prints_the_usage_and_the_configs(capsys):
-    import aasae_cli
+    from vissl_aasae import cli as aasae_cli
 
     for argv in ([], ["config.OPTIMIZER.num_epochs=1"]):
         assert aasae_cli.train_main(argv) == 2

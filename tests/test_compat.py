@@ -34,7 +34,7 @@ def _broadcast_worker(rank, port, queue):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     from classy_vision.generic.distributed_util import broadcast_object
 
-    import vissl_aasae  # noqa: F401
+    import vissl_aasae.registry  # noqa: F401
 
     obj = {"w": torch.arange(3_000_000, dtype=torch.float32), "meta": "x"} if rank == 0 else None
     out = broadcast_object(obj)

@@ -608,7 +608,7 @@ def test_feature_pass_reports_progress_at_most_every_few_seconds(capsys):
 
 @pytest.mark.slow  # 11 s: features of 400 images, a linear probe and kNN
 def test_eval_reports_each_stage_on_stderr(tmp_path, capsys):
-    from aasae_cli import eval_main
+    from vissl_aasae.cli import eval_main
 
     small = [
         "config.DATA.TRAIN.DATA_LIMIT=300",

@@ -285,7 +285,7 @@ def test_home_in_paths_is_expanded_quoted_or_not(tmp_path, monkeypatch):
 def test_help_prints_the_usage_and_the_configs():
     out = run_launcher(["--help"], cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith("usage: run_distributed_engines.py config=<config>")
+    assert out.stdout.startswith("usage: run_distributed_engines.py config=NAME")
     assert "pretrain/aasae/{cifar10,imagenet,quickstart,stl10}" in out.stdout
     assert "+config/pretrain/aasae/variant={aaae,aasae,ae,vae}" in out.stdout
 

@@ -654,7 +654,7 @@ def test_evaluation_refuses_a_text_file_as_data_or_checkpoint_and_a_truncated_ch
     """In-process (aasae_cli.eval_main, what benchmarks/evaluate.py runs); the next test runs the script."""
     from types import SimpleNamespace
 
-    from aasae_cli import eval_main
+    from vissl_aasae.cli import eval_main
 
     def evaluate(args):
         capsys.readouterr()

@@ -326,7 +326,7 @@ def test_view_similarity_command_on_the_quickstart_checkpoint(run, tmp_path):
 
 
 def test_commands_reject_a_missing_checkpoint(tmp_path, capsys):
-    from aasae_cli import density_main, view_similarity_main
+    from vissl_aasae.cli import density_main, view_similarity_main
 
     assert view_similarity_main(["--checkpoint", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
@@ -478,7 +478,7 @@ def test_commands_read_folders_as_training_does(made, tmp_path, capsys, caplog):
     the same images in the same order, and a layout training would refuse is refused in one line."""
     from vissl.data import build_dataset
 
-    from aasae_cli import density_main
+    from vissl_aasae.cli import density_main
     from vissl_aasae.visualize.checkpoint import load_run_config
     from vissl_aasae.visualize.data import UnreadableImage, open_images
 
@@ -501,14 +501,14 @@ def test_commands_read_folders_as_training_does(made, tmp_path, capsys, caplog):
 
 
 def test_density_rejects_zero_samples_in_one_line(made, capsys):
-    from aasae_cli import density_main
+    from vissl_aasae.cli import density_main
 
     assert density_main(["--checkpoint", str(made), "-k", "0", "--limit", "2"]) == 2  # was a ZeroDivisionError
     assert capsys.readouterr().err.strip().splitlines() == ["error: --num-samples 0 must be a positive integer"]
 
 
 def test_commands_skip_unreadable_images_naming_them(made, tmp_path, capsys):
-    from aasae_cli import density_main, view_similarity_main
+    from vissl_aasae.cli import density_main, view_similarity_main
 
     broken = _images(tmp_path / "images")
     assert (
@@ -568,7 +568,7 @@ def test_commands_skip_unreadable_images_naming_them(made, tmp_path, capsys):
 
 
 def test_commands_never_run_code_from_a_checkpoint(made, tmp_path, capsys):
-    from aasae_cli import density_main
+    from vissl_aasae.cli import density_main
 
     class Payload:
         def __reduce__(self):

@@ -8,9 +8,9 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # aasae_cli from a checkout
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # vissl_aasae from a checkout
 
-from aasae_cli import density_main as main  # noqa: E402
+from vissl_aasae.cli import density_main as main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,12 +8,29 @@ decoder head, matching latent sizes, the view transform and collator).  The chec
 run's folder (its lock, record and checkpoints) are :mod:`vissl_aasae.run`'s.
 """
 
+import math
 import os
+import zipfile
 
+import torch
 import torchvision.transforms as T
+import vissl.losses  # noqa: F401  (registers VISSL's own losses)
+from classy_vision.dataset.transforms import TRANSFORM_REGISTRY
+from classy_vision.losses import LOSS_REGISTRY
+from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
+from vissl.data import DATASET_SOURCE_MAP
+from vissl.data.collators import COLLATOR_REGISTRY
+from vissl.data.dataset_catalog import VisslDatasetCatalog
+from vissl.models import build_model
+from vissl.models.heads import MODEL_HEADS_REGISTRY
+from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
 
+from vissl_aasae.data.aasae_array import FORMATS, load_arrays
+from vissl_aasae.data.aasae_collator import INPUT_CHOICES
 from vissl_aasae.errors import ConfigError
+from vissl_aasae.losses.aasae_loss import AASAELossCriterion
+from vissl_aasae.settings import MethodSettings, RunSettings, validate
 
 DEVICES = ("cpu", "gpu")
 
@@ -24,8 +41,6 @@ def _known(name, registry, key):
 
 
 def _check_transforms(transforms, key):
-    from classy_vision.dataset.transforms import TRANSFORM_REGISTRY
-
     for i, transform in enumerate(transforms or []):
         name = transform.get("name")
         if name not in TRANSFORM_REGISTRY and not hasattr(T, str(name)):
@@ -71,8 +86,6 @@ def _check_image_folder(path: str, key: str) -> None:
 
 def _array_size(name: str, path: str, split: str, hold_out: int):
     """Images an aasae_array source holds for ``split`` (after HOLD_OUT); None when unknown."""
-    from vissl_aasae.data.aasae_array import load_arrays
-
     if name == "stl10_unlabeled":
         folder = os.path.join(os.path.expanduser(path), "stl10_binary")
         folder = folder if os.path.isdir(folder) else os.path.expanduser(path)
@@ -97,8 +110,6 @@ def _array_size(name: str, path: str, split: str, hold_out: int):
 
 def check_npz_file(path: str, key: str) -> None:
     """An aasae_array ``npz`` path must be a numpy .npz archive (numpy's own error on a text file talks of pickles)."""
-    import zipfile
-
     if str(path) == "embedded":
         return
     file = os.path.expanduser(str(path))
@@ -109,10 +120,6 @@ def check_npz_file(path: str, key: str) -> None:
 
 
 def _check_dataset_names(config, split) -> None:
-    from vissl.data.dataset_catalog import VisslDatasetCatalog
-
-    from vissl_aasae.data.aasae_array import FORMATS
-
     data = config.DATA[split]
     key = f"DATA.{split}"
     names, sources = list(data.DATASET_NAMES), list(data.DATA_SOURCES)
@@ -190,10 +197,6 @@ def _check_epoch_length(config) -> None:
     """One epoch must be at least one iteration (VISSL would report "One epoch = 0 iterations" and
     train nothing, or divide by zero), and ``AASAE.MAX_ITERATIONS`` reachable within
     ``OPTIMIZER.num_epochs`` epochs of the data."""
-    import math
-
-    from vissl_aasae.settings import RunSettings
-
     data = config.DATA.TRAIN
     if config.TEST_ONLY or not data.DATA_SOURCES:
         return
@@ -240,8 +243,6 @@ LIST_KEYS = ("DATA_SOURCES", "DATASET_NAMES", "DATA_PATHS", "LABEL_SOURCES", "LA
 
 
 def _check_data(config, split):
-    from vissl.data import DATASET_SOURCE_MAP
-
     data = config.DATA[split]
     key = f"DATA.{split}"
     for name in LIST_KEYS:
@@ -266,8 +267,6 @@ def _check_data(config, split):
     _check_data_limit(config, split)
     _check_transforms(data.TRANSFORMS, f"{key}.TRANSFORMS")
     _check_batch(config, split)
-    from vissl.data.collators import COLLATOR_REGISTRY
-
     collator = data.COLLATE_FUNCTION
     if collator != "default_collate":
         _known(collator, COLLATOR_REGISTRY, f"{key}.COLLATE_FUNCTION")
@@ -290,8 +289,6 @@ def view_size(transforms):
 def _check_view_sizes(config) -> None:
     """Both views must come out at MODEL.AASAE.INPUT_HEIGHT, the side of the images the decoder makes
     (otherwise the likelihood fails at iteration 0)."""
-    from vissl_aasae.settings import MethodSettings
-
     height = MethodSettings.from_config(config).input_height
     (views,) = config.DATA.TRAIN.TRANSFORMS
     for part in ("original", "augmented"):
@@ -315,16 +312,12 @@ def first_image_size(config):
         return None
     source, path = data.DATA_SOURCES[0], os.path.expanduser(str(data.DATA_PATHS[0]))
     if source == "aasae_array":
-        from vissl_aasae.data.aasae_array import load_arrays
-
         try:
             images = load_arrays(data.DATASET_NAMES[0], str(data.DATA_PATHS[0]), "train")[0]
         except (ValueError, FileNotFoundError, OSError):
             return None
         return (images.shape[2], images.shape[1]) if len(images) and images.ndim >= 3 else None
     if source == "disk_folder" and os.path.isdir(path):
-        from PIL import Image
-
         for folder, _, files in sorted(os.walk(path, followlinks=True)):
             for name in sorted(f for f in files if _is_image(f)):
                 try:
@@ -338,8 +331,6 @@ def first_image_size(config):
 def upscaling_warning(config):
     """A line when the training images are much smaller than MODEL.AASAE.INPUT_HEIGHT (a 96 px config
     fed 28 px images trains on upscaled images); None otherwise."""
-    from vissl_aasae.settings import MethodSettings
-
     if (config.LOSS.get("name") != "aasae_loss") or config.TEST_ONLY:
         return None
     size = first_image_size(config)
@@ -383,8 +374,6 @@ def _check_aasae(config):
         )
     if [t.get("name") for t in train.TRANSFORMS] != ["AASAEViews"]:
         raise ConfigError("DATA.TRAIN.TRANSFORMS must be a single AASAEViews entry for aasae_loss")
-    from vissl_aasae.data.aasae_collator import INPUT_CHOICES
-    from vissl_aasae.losses.aasae_loss import AASAELossCriterion
 
     view = (train.COLLATE_FUNCTION_PARAMS or {}).get("input", "augmented")
     if view not in INPUT_CHOICES:
@@ -408,13 +397,12 @@ def _check_run_settings(config) -> None:
     if not config.TEST_ONLY:
         for name, scheduler in (config.OPTIMIZER.get("param_schedulers") or {}).items():
             _check_scheduler(scheduler, f"OPTIMIZER.param_schedulers.{name}", learning_rate=name.startswith("lr"))
-    from vissl_aasae.settings import validate
 
     try:  # every plugin section (MODEL.AASAE, AASAE, AASAE_EVAL...): unknown keys, types, allowed values
         validate(config, fill=False)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    fraction = max_unreadable_fraction(config)
+    fraction = RunSettings.from_config(config).max_unreadable_fraction
     if not 0 <= fraction <= 1:
         raise ConfigError(f"AASAE.MAX_UNREADABLE_FRACTION={fraction!r} must be between 0 and 1")
 
@@ -434,8 +422,6 @@ SCHEDULER_VALUES = {
 def _check_scheduler(scheduler, key: str, learning_rate: bool) -> None:
     """Finite values (non-negative for a learning rate: a negative one ascends the loss to 1e25) and a
     composite's ``lengths`` summing to 1, one per scheduler."""
-    import math
-
     name = scheduler.get("name")
     if name == "composite":
         parts, lengths = list(scheduler.get("schedulers") or []), list(scheduler.get("lengths") or [])
@@ -459,18 +445,10 @@ def _check_scheduler(scheduler, key: str, learning_rate: bool) -> None:
                 raise ConfigError(f"{key}.{field}={value!r}: a learning rate must not be negative")
 
 
-def max_unreadable_fraction(config) -> float:
-    """``config.AASAE.MAX_UNREADABLE_FRACTION``: the share of the images seen that may be unreadable."""
-    from vissl_aasae.settings import RunSettings
-
-    return RunSettings.from_config(config).max_unreadable_fraction
-
-
 def _check_device_available(config) -> None:
     """MACHINE.DEVICE=gpu needs NUM_PROC_PER_NODE GPUs here (VISSL's assertion blames NUM_PROC_PER_NODE)."""
     if config.MACHINE.DEVICE != "gpu":
         return
-    import torch
 
     wanted = int(config.DISTRIBUTED.NUM_PROC_PER_NODE)
     found = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -485,20 +463,12 @@ def _check_device_available(config) -> None:
 
 def _check_model_builds(config):
     """Build the model on the meta device: every constructor check runs, no memory is allocated."""
-    import torch
-    from vissl.models import build_model
-
     with torch.device("meta"):
         build_model(config.MODEL, config.OPTIMIZER)
 
 
 def check_config(config) -> None:
     """Raise ConfigError naming the first problem found in a composed VISSL config."""
-    import vissl.losses  # noqa: F401  (registers VISSL's own losses)
-    from classy_vision.losses import LOSS_REGISTRY
-    from vissl.models.heads import MODEL_HEADS_REGISTRY
-    from vissl.models.trunks import MODEL_TRUNKS_REGISTRY
-
     _check_run_settings(config)
     folder = os.path.expanduser(str(config.CHECKPOINT.DIR))
     if "://" not in folder and os.path.exists(folder) and not os.path.isdir(folder):

@@ -1,12 +1,14 @@
 """VISSL's ``run_distributed_engines`` command line with the plugin active everywhere.
 
 Same arguments as VISSL's tool (``config=...`` plus Hydra overrides).  Differences: the plugin is
-imported here, in every rank spawned by ``torch.multiprocessing`` (through the hook generator,
-pickled by reference) and in DataLoader workers (transforms unpickle by qualified name);
-CPU ranks share the cores instead of each taking all of them; and what a run guarantees (README):
+loaded here (:mod:`vissl_aasae.registry`, and the evaluation add-on, whose engine and pre-flight check
+a launch uses), in every rank spawned by ``torch.multiprocessing`` and in SLURM jobs (through
+:func:`hook_generator`, pickled by reference) and in DataLoader workers (transforms unpickle by
+qualified name); CPU ranks share the cores instead of each taking all of them; the usage text is
+:mod:`vissl_aasae.usage`'s; and what a run guarantees (README):
 
-- :func:`compose` is the one way configs are composed (launcher and every tool): it has no side
-  effects (VISSL's ``convert_to_attrdict`` would dump the config into ``CHECKPOINT.DIR``);
+- configs are composed by :func:`vissl_aasae.config_compose.compose`, the one way (launcher and every
+  tool), without side effects (VISSL's ``convert_to_attrdict`` would dump the config into ``CHECKPOINT.DIR``);
 - a bad config (unknown name, unknown component, missing data) stops before any work with one line
   naming the culprit (exit 2);
 - ``CHECKPOINT.DIR`` is locked for the run (``aasae_run.lock``: PID and host of the holder); a
@@ -21,17 +23,21 @@ CPU ranks share the cores instead of each taking all of them; and what a run gua
 
 import logging
 import os
-import re
 import signal
 import sys
-from typing import Dict, List
+from typing import List
 
-import vissl_aasae  # noqa: F401  (registers the plugin's components in this process)
+from vissl.utils import distributed_launcher
+
+import vissl_aasae.registry  # noqa: F401  (the plugin loaded in this process, before what follows binds VISSL names)
 from vissl_aasae import compat
 from vissl_aasae.config_check import check_config, upscaling_warning
+from vissl_aasae.config_compose import compose, config_listing
 from vissl_aasae.errors import EXIT_BAD_INPUT, ConfigError
+from vissl_aasae.evaluation import aasae_feature_eval  # noqa: F401  (registers the engine aasae_feature_eval)
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
 from vissl_aasae.hooks import aasae_hook_generator
+from vissl_aasae.models.trunk_spec import trunk_spec
 from vissl_aasae.run import (
     Interrupts,
     RunLock,
@@ -42,112 +48,19 @@ from vissl_aasae.run import (
     stop_spawned_ranks,
     write_config,
 )
+from vissl_aasae.settings import MethodSettings, RunSettings
 from vissl_aasae.trainer.cpu import rank_threads
-
-compat.run_slurm_jobs_with(aasae_hook_generator)  # the hooks of the SLURM jobs this launcher submits
-
-
-# --------------------------------------------------------------------------- composing
-def available_configs() -> Dict[str, List[str]]:
-    """The plugin's configs by folder (``pretrain/aasae``, ``benchmark/aasae/knn``, ...), mix-ins apart."""
-    from hydra_plugins.vissl_aasae_searchpath.vissl_aasae_searchpath import aasae_config_root
-
-    root = aasae_config_root()
-    if root.startswith("file://"):
-        base = root[len("file://") :]
-    else:
-        base = os.path.join(os.path.dirname(os.path.abspath(vissl_aasae.__file__)), "configs")
-    base = os.path.join(base, "config")
-    found: Dict[str, List[str]] = {}
-    for top in ("pretrain/aasae", "benchmark/aasae"):
-        for folder, _, files in sorted(os.walk(os.path.join(base, top))):
-            names = sorted(f[:-5] for f in files if f.endswith(".yaml") and f != "common.yaml")
-            if names:
-                found[os.path.relpath(folder, base)] = names
-    return found
+from vissl_aasae.usage import train_usage
 
 
-def _config_listing() -> str:
-    groups = available_configs()
-    mixins = ("pretrain/aasae/datasets", "pretrain/aasae/models", "pretrain/aasae/variant")
-    configs = [f"{k}/{{{','.join(v)}}}" for k, v in groups.items() if k not in mixins]
-    extra = [f"+config/{k}={{{','.join(v)}}}" for k, v in groups.items() if k in mixins]
-    return "AASAE configs: " + ", ".join(configs) + ("; mix-ins: " + ", ".join(extra) if extra else "")
+def hook_generator(config):
+    """The plugin's hooks (:func:`vissl_aasae.hooks.aasae_hook_generator`), handed to VISSL from this
+    module: VISSL pickles it by reference into every spawned rank and SLURM job, where unpickling it
+    imports the launcher, so the whole plugin (patches, components, the evaluation engine) is loaded there."""
+    return aasae_hook_generator(config)
 
 
-def compose(overrides: List[str]):
-    """(args, config) of Hydra ``overrides`` as VISSL composes them (apex defaults rewritten, values
-    inferred), without side effects: nothing is written (VISSL would dump the config into CHECKPOINT.DIR)."""
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-    from vissl.utils.hydra_config import compose_hydra_configuration, convert_to_attrdict
-
-    overrides = [_quote_home(o) for o in overrides]
-    try:
-        cfg = compose_hydra_configuration(overrides)
-        added = [o for o in overrides if o.lstrip("+").startswith("config.") and o.startswith("+")]
-        if added:
-            _check_added_keys(added, compose_hydra_configuration([o for o in overrides if o not in added]))
-        # interpolations resolved now (VISSL would keep them as strings): each data set's stem, size and
-        # normalisation are declared once (configs/config/pretrain/aasae/datasets) and read by the configs
-        OmegaConf.resolve(cfg)
-        args, config = convert_to_attrdict(cfg, dump_config=False)
-        _expand_user_paths(config)
-        return args, config
-    except (HydraException, OmegaConfBaseException) as err:
-        # Hydra's message spans lines (e.g. the available options): keep it, on one line
-        message = " ".join(str(err).split("Config search path")[0].split())
-        if "Available options in 'config':" in message:  # a config name: Hydra lists VISSL's only one
-            message = message.split(" Available options in 'config':")[0] + ". " + _config_listing()
-        raise ConfigError(message or type(err).__name__) from None
-
-
-def _check_added_keys(added: List[str], base) -> None:
-    """``+config.KEY=VALUE`` (Hydra's hint for a key it does not know) adds a key nothing reads: refuse
-    it, naming the closest known key.  The plugin's own sections name their unknown keys themselves
-    (:func:`vissl_aasae.settings.validate`)."""
-    import difflib
-
-    from vissl_aasae.settings import SECTIONS
-
-    plugin = tuple(section.PATH for section in SECTIONS)
-    for override in added:
-        path = override.lstrip("+").split("=", 1)[0].split(".")[1:]
-        if ".".join(path).startswith(plugin):
-            continue
-        node, known = base.config, []
-        for depth, part in enumerate(path):
-            if not hasattr(node, "keys") or part not in node:
-                keys = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
-                close = difflib.get_close_matches(part, keys, n=1)
-                where = ".".join(known) or "config"
-                hint = f"; did you mean config.{'.'.join(known + close)}?" if close else ""
-                raise ConfigError(
-                    f"{override.split('=', 1)[0]}: {where} has no key {part!r}, so nothing would read it{hint}"
-                )
-            known.append(part)
-            node = node[part]
-
-
-def _quote_home(override: str) -> str:
-    """``KEY=~/x`` (or ``KEY=[~/x,...]``) as Hydra's grammar accepts it: ``~`` must be quoted there."""
-    key, sep, value = override.partition("=")
-    if not sep or "~" not in value:
-        return override
-    if value.startswith("~"):
-        return f"{key}={value!r}" if "'" not in value else override
-    return re.sub(r"(?<=[\[,])\s*(~[^,\]'\"]*)", lambda m: repr(m.group(1)), override)
-
-
-def _expand_user_paths(node) -> None:
-    """A value starting with ``~/`` is a path in the user's home (VISSL would make a ``./~`` folder)."""
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in list(items):
-        if isinstance(value, str) and (value == "~" or value.startswith("~/")):
-            node[key] = os.path.expanduser(value)
-        else:
-            _expand_user_paths(value)
+compat.run_slurm_jobs_with(hook_generator)  # the hooks of the SLURM jobs this launcher submits
 
 
 # --------------------------------------------------------------------------- main
@@ -157,9 +70,6 @@ def header(overrides: List[str], config) -> str:
     name = next((o.split("=", 1)[1] for o in overrides if o.startswith("config=")), "?")
     lines = [f"vissl_aasae: config={name}"]
     if config.LOSS.name == "aasae_loss":
-        from vissl_aasae.models.trunk_spec import trunk_spec
-        from vissl_aasae.settings import MethodSettings, RunSettings
-
         spec, method = trunk_spec(config.MODEL), MethodSettings.from_config(config)
         train = config.DATA.TRAIN
         limit = int(train.get("DATA_LIMIT", -1))
@@ -186,25 +96,18 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
-USAGE = """usage: run_distributed_engines.py config=<config> [config.KEY=VALUE ...] [+config/<group>=<mix-in> ...]
-
-VISSL's launcher with the vissl_aasae plugin.  Examples:
-  python tools/run_distributed_engines.py config=pretrain/aasae/quickstart
-  python tools/run_distributed_engines.py config=pretrain/aasae/imagenet config.DATA.TRAIN.DATA_PATHS=[/data/train]
-  python tools/run_distributed_engines.py config=benchmark/aasae/linear/cifar10 \\
-      config.MODEL.WEIGHTS_INIT.PARAMS_FILE=<checkpoint> config.DATA.TRAIN.DATA_PATHS=[/data/cifar10] \\
-      config.DATA.TEST.DATA_PATHS=[/data/cifar10]
-Overrides use Hydra's grammar: lists in brackets, ~ and other special characters quoted.
-Exit status: 0 done, 2 bad input, 3 diverged, 130 Ctrl-C, 143 SIGTERM.  See README.md "Usage"."""
-
-
-def main(argv: List[str] = None) -> int:
+def main(argv: List[str] = None, prog: str = None) -> int:
+    """Compose, check, lock and launch; the exit code.  ``prog``: the name of the command of the command
+    line this runs as (``aasae-train``): a usage mistake then shows the usage line above the error, as
+    the other aasae-* commands (argparse) do; without it (VISSL's tool), only the error line."""
     overrides = list(sys.argv[1:] if argv is None else argv)
     if any(o in ("-h", "--help") for o in overrides):
-        print(USAGE + "\n" + _config_listing())
+        print(train_usage(prog or "run_distributed_engines.py") + "\n" + config_listing())
         return 0
     if not any(o.startswith("config=") for o in overrides):  # Hydra would list VISSL's one test config
-        return _fail(f"no config given: add config=NAME, e.g. config=pretrain/aasae/quickstart. {_config_listing()}")
+        if prog:
+            print(train_usage(prog).splitlines()[0], file=sys.stderr)
+        return _fail(f"no config given: add config=NAME, e.g. config=pretrain/aasae/quickstart. {config_listing()}")
     try:
         args, config = compose(overrides)
         check_config(config)
@@ -214,8 +117,6 @@ def main(argv: List[str] = None) -> int:
     warning = upscaling_warning(config) if args.engine_name == "train" else None
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    from vissl.utils.distributed_launcher import launch_distributed, launch_distributed_on_slurm
-
     if config.MACHINE.DEVICE == "cpu":
         # the threads each spawned rank starts with; the hook generator sets torch's count again
         os.environ.setdefault("OMP_NUM_THREADS", str(rank_threads(config)))
@@ -242,16 +143,16 @@ def main(argv: List[str] = None) -> int:
         print(header(overrides, config), flush=True)
     try:
         if config.SLURM.USE_SLURM:
-            launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
+            distributed_launcher.launch_distributed_on_slurm(engine_name=args.engine_name, cfg=config)
             return 0
         spawned = int(config.DISTRIBUTED.NUM_NODES) * int(config.DISTRIBUTED.NUM_PROC_PER_NODE) > 1
         with Interrupts(spawned) as interrupts:
             try:
-                launch_distributed(
+                distributed_launcher.launch_distributed(
                     cfg=config,
                     node_id=args.node_id,
                     engine_name=args.engine_name,
-                    hook_generator=aasae_hook_generator,
+                    hook_generator=hook_generator,
                 )
             except BaseException as err:  # spawned ranks re-raise as ProcessRaisedException with the text
                 explained = failure(err, folder, interrupts.signum or signal.SIGINT)

@@ -31,9 +31,8 @@ from detectron2.engine import DefaultTrainer, default_setup, launch  # noqa: E40
 from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # aasae_cli
-from aasae_cli import check_output  # noqa: E402
 from vissl_aasae.checkpoints import load_pickle  # noqa: E402
+from vissl_aasae.cli.arguments import check_output  # noqa: E402
 from vissl_aasae.detection.convert import convert_file, width_multiplier_of_weights  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "voc07_12_r50_c4.yaml")

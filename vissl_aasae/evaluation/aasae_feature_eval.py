@@ -19,8 +19,8 @@ from typing import Any, Callable, List
 import torch
 from classy_vision.hooks import ClassyHook
 from vissl.engines.engine_registry import Engine, register_engine
+from vissl.utils import logger
 from vissl.utils.env import set_env_vars
-from vissl.utils.logger import setup_logging, shutdown_logging
 from vissl.utils.misc import set_seeds
 
 from vissl_aasae.evaluation.frozen_trunk import evaluate_frozen_trunk, results_path, save_results
@@ -57,11 +57,11 @@ class AASAEFeatureEvalEngine(Engine):
                 f"{cfg.DISTRIBUTED.NUM_PROC_PER_NODE})"
             )
         set_env_vars(local_rank, node_id, cfg)
-        setup_logging(__name__, output_dir=checkpoint_folder, rank=0)
+        logger.setup_logging(__name__, output_dir=checkpoint_folder, rank=0)  # looked up now: compat's console filter
         set_seeds(cfg, 0)
         if cfg.MACHINE.DEVICE == "gpu" and torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
         results = evaluate_frozen_trunk(cfg, progress=True)
         path = save_results(results, results_path(cfg))
         print(results_line(results, os.path.abspath(path)), flush=True)
-        shutdown_logging()
+        logger.shutdown_logging()

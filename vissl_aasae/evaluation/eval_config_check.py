@@ -9,8 +9,12 @@ of ``linear/cifar10``), label files that do not exist, the one-process rule of t
 
 import os
 
+from vissl.models.model_helpers import get_trunk_output_feature_names
+
 from vissl_aasae.errors import ConfigError
 from vissl_aasae.evaluation.trunk_weights import check_weights_init
+from vissl_aasae.models.trunk_spec import trunk_spec
+from vissl_aasae.settings import EvalSettings
 
 # trunk outputs whose size is the pooled last stage (ResNet: 512 x expansion x width)
 POOLED_FEATURES = ("res5", "res5avg", "flatten")
@@ -25,10 +29,6 @@ def _head_input(head) -> int:
 
 
 def check_head_sizes(config) -> None:
-    from vissl.models.model_helpers import get_trunk_output_feature_names
-
-    from vissl_aasae.models.trunk_spec import trunk_spec
-
     spec = trunk_spec(config.MODEL)
     heads = config.MODEL.HEAD.PARAMS
     if spec is None or not heads or heads[0][0] not in CLASSIFIER_HEADS:
@@ -81,8 +81,6 @@ def check_engine(config, engine_name: str) -> None:
 def check_weights_given(config) -> None:
     """A benchmark (a config with the AASAE_EVAL section) without MODEL.WEIGHTS_INIT.PARAMS_FILE would
     evaluate a random-init trunk and exit 0 as if it had evaluated a model: refused unless asked for."""
-    from vissl_aasae.settings import EvalSettings
-
     if not config.get("AASAE_EVAL") or config.MODEL.WEIGHTS_INIT.get("PARAMS_FILE"):
         return
     if not EvalSettings.from_config(config).random_init:

@@ -20,7 +20,12 @@ import time
 from typing import Dict
 
 import torch
+from vissl.models import build_model
 
+from vissl_aasae.checkpoints import atomic_write
+from vissl_aasae.config_check import check_npz_file
+from vissl_aasae.data.aasae_array import FORMATS, load_arrays
+from vissl_aasae.errors import ConfigError
 from vissl_aasae.evaluation.features import extract_features, split_loader, trunk_feature_name
 from vissl_aasae.evaluation.knn import knn_accuracy
 from vissl_aasae.evaluation.linear_probe import linear_probe_accuracy, probe_settings
@@ -52,8 +57,6 @@ def eval_device(config) -> torch.device:
 
 def build_eval_model(config, random_init: bool = False):
     """VISSL's model for ``config.MODEL``; its trunk from ``MODEL.WEIGHTS_INIT.PARAMS_FILE`` unless ``random_init``."""
-    from vissl.models import build_model
-
     torch.manual_seed(int(config.SEED_VALUE))
     model = build_model(config.MODEL, config.OPTIMIZER)
     if not random_init:
@@ -142,8 +145,6 @@ def results_path(config, path: str = None) -> str:
 
 def save_results(results: Dict, path: str) -> str:
     """The results as JSON, written to a temporary file and renamed (never a partial file)."""
-    from vissl_aasae.checkpoints import atomic_write
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, lambda f: json.dump(results, f, indent=2), mode="w")
     logging.info(f"feature evaluation results written to {path}")
@@ -154,12 +155,6 @@ def data_overrides(fmt: str, path: str, what: str):
     """Hydra overrides that point both splits of an evaluation config at an ``aasae_array`` data set
     (``fmt`` one of its formats, ``path`` its file or folder; ``npz`` + ``embedded``: the shipped
     subset), checked now so that a wrong path is one line, not a traceback in the data loader."""
-    import os
-
-    from vissl_aasae.config_check import check_npz_file
-    from vissl_aasae.data.aasae_array import FORMATS, load_arrays
-    from vissl_aasae.errors import ConfigError
-
     if fmt not in FORMATS:
         raise ConfigError(f"{what}: expected embedded or <format>:<path> with format in {list(FORMATS)}")
     if path != "embedded":

@@ -1,7 +1,8 @@
-"""The plugin's hooks and the hook generator the launcher hands to VISSL.
+"""The plugin's hooks and their generator, :func:`aasae_hook_generator`.
 
-The generator is passed by reference to ``launch_distributed``; unpickling it in each spawned
-rank imports :mod:`vissl_aasae`, which registers the plugin's components there.
+The launcher hands VISSL :func:`vissl_aasae.launcher.hook_generator`, which calls this one: VISSL
+pickles it by reference into each spawned rank and SLURM job, where unpickling it imports the
+launcher, which loads the plugin there.
 
 With ``LOSS.name: aasae_loss`` it adds, after VISSL's default hooks:
 - :class:`AASAEMetricsHook`: loss parts, posterior agreement, progress, end-of-training summary;

@@ -24,7 +24,6 @@ import torch
 from classy_vision.generic.distributed_util import get_world_size, is_primary
 from classy_vision.hooks import ClassyHook
 
-from vissl_aasae.config_check import max_unreadable_fraction
 from vissl_aasae.errors import UnreadableDataError
 from vissl_aasae.settings import RunSettings
 
@@ -97,7 +96,7 @@ class AASAEDataReportHook(ClassyHook):
     def on_phase_start(self, task) -> None:
         config = getattr(task, "config", None)
         if config is not None:
-            self.max_fraction = max_unreadable_fraction(config)
+            self.max_fraction = RunSettings.from_config(config).max_unreadable_fraction
         if get_world_size() > 1 and self.group is None:  # collective: every rank gets here in step
             gloo = torch.distributed.get_backend() == "gloo"
             self.group = torch.distributed.group.WORLD if gloo else torch.distributed.new_group(backend="gloo")

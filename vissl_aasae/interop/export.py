@@ -9,6 +9,9 @@
 
 from typing import Any, Dict, Optional
 
+from vissl_aasae.detection.convert import convert_file, width_multiplier_of_weights
+from vissl_aasae.interop.torchvision_resnet import export_torchvision
+
 FORMATS = ("torchvision", "detectron2")
 
 
@@ -17,12 +20,8 @@ def export_checkpoint(
 ) -> Dict[str, Any]:
     """Convert the trunk of ``input_path``; returns a summary (also what the ``.json`` holds for torchvision)."""
     if fmt == "torchvision":
-        from vissl_aasae.interop.torchvision_resnet import export_torchvision
-
         return export_torchvision(input_path, output_path, stem=stem)
     if fmt == "detectron2":
-        from vissl_aasae.detection.convert import convert_file, width_multiplier_of_weights
-
         weights = convert_file(input_path, output_path)
         return {
             "format": "detectron2",

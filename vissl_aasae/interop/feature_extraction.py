@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from vissl_aasae.evaluation.features import extract_features as feature_pass
+from vissl_aasae.evaluation.features import split_loader
 from vissl_aasae.interop.checkpoint_io import load_checkpoint, load_exactly, trunk_state_dict
 
 SPLITS = ("TRAIN", "TEST")
@@ -134,9 +136,6 @@ def extract_features(
     ``checkpoint_path`` None keeps the model's random initialisation (a baseline).  ``progress``: a
     line ``features (<split>): n/N images ...`` on stderr at most every few seconds.
     """
-    from vissl_aasae.evaluation.features import extract_features as feature_pass
-    from vissl_aasae.evaluation.features import split_loader
-
     torch_device = resolve_device(device)
     split = split.upper()
     cfg = dataset_config(config, split, transforms)

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from vissl_aasae.checkpoints import save
+from vissl_aasae.config_compose import compose
 from vissl_aasae.interop.checkpoint_io import (
     FEATURE_BLOCKS,
     CheckpointKeyError,
@@ -296,8 +297,6 @@ def _check_hidden_dim(hparams: Mapping[str, Any], model, source: str) -> None:
 def compose_for(hparams: Mapping[str, Any], overrides: Sequence[str] = ()):
     """The config of the model to import into: ``config=`` from the overrides or from the data set the
     checkpoint was trained on, then the architecture in ``hyper_parameters``, then ``overrides``."""
-    from vissl_aasae.launcher import compose
-
     user = list(overrides)
     if not any(o.startswith("config=") for o in user):
         base = base_config(hparams)

@@ -3,6 +3,8 @@
 import logging
 import os
 
+from vissl_aasae.settings import PerformanceSettings
+
 
 def rank_threads(config) -> int:
     """CPU threads for one rank: the cores this process may run on (its affinity: a SLURM or
@@ -25,8 +27,6 @@ def size_cpu_data_workers(config) -> None:
     """On a CPU run (``AASAE.PERFORMANCE.CAP_CPU_WORKERS``, default on) lower the rank's
     ``DATA.NUM_DATALOADER_WORKERS`` to :func:`cpu_data_workers`, in this rank's config only (the
     run's recorded config keeps the value asked for); logged."""
-    from vissl_aasae.settings import PerformanceSettings
-
     if config.MACHINE.DEVICE != "cpu" or not PerformanceSettings.from_config(config).cap_cpu_workers:
         return
     wanted, allowed = int(config.DATA.NUM_DATALOADER_WORKERS), cpu_data_workers(config)

@@ -4,7 +4,7 @@
   else the newest ``model_*phase*.torch``): :func:`vissl_aasae.checkpoints.resolve`.
 - :func:`load_run_config`: the run's config, either ``train_config.yaml`` (written by the launcher
   into the checkpoint folder when training starts) or a config name composed by the launcher's
-  side-effect-free :func:`vissl_aasae.launcher.compose`, plus ``config.KEY=value`` overrides in both cases.
+  side-effect-free :func:`vissl_aasae.config_compose.compose`, plus ``config.KEY=value`` overrides in both cases.
 - :func:`load_model`: ``vissl.models.build_model`` on that config, with the checkpoint's trunk and
   heads weights (``classy_state_dict.base_model.model.{trunk,heads}``), in eval mode.
 """
@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Sequence
 
 import torch.nn as nn
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from vissl.config import AttrDict
+from vissl.models import build_model
 
+import vissl_aasae.registry  # noqa: F401  (the trunk and heads load_model builds)
 from vissl_aasae import checkpoints
+from vissl_aasae.config_compose import compose
 
 CONFIG_FILE = checkpoints.CONFIG_FILE
 
@@ -25,17 +31,11 @@ def find_checkpoint(path) -> Path:
 
 def load_run_config(checkpoint_file, config_name: str = None, overrides: Sequence[str] = ()):
     """The VISSL config (an AttrDict, the ``config`` node) the checkpoint was trained with."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-    from vissl.config import AttrDict
-
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item or not item.split("=", 1)[0].startswith(("config.", "+config.")):
             raise ValueError(f"override {item!r} must look like config.KEY=value")
     if config_name:
-        from vissl_aasae.launcher import compose
-
         try:
             return compose([f"config={config_name}", *overrides])[1]
         except ValueError as err:
@@ -73,10 +73,6 @@ def load_weights(model: nn.Module, checkpoint_file) -> dict:
 
 def load_model(config, checkpoint_file, device: str = "cpu") -> nn.Module:
     """The model the checkpoint holds (trunk + AASAE heads), in eval mode on ``device``."""
-    from vissl.models import build_model
-
-    import vissl_aasae  # noqa: F401  (registers the trunk and heads)
-
     if config.LOSS.name != "aasae_loss":
         raise ValueError(
             f"LOSS.name={config.LOSS.name!r}: these commands need an AASAE pretraining config (aasae_loss)"

@@ -15,6 +15,11 @@ The transforms are the run's own: the ``original`` (evaluation) or ``augmented``
 from pathlib import Path
 from typing import Callable, Optional
 
+from classy_vision.dataset.transforms import build_transforms
+from vissl.data import DATASET_SOURCE_MAP
+
+import vissl_aasae.registry  # noqa: F401  (aasae_array, the plugin's transforms, the disk_folder fixes)
+from vissl_aasae.data.aasae_array import FORMATS
 from vissl_aasae.images import VIEW_LISTS, views_transform
 
 
@@ -45,11 +50,6 @@ class SourceImages:
 def open_images(config, data: str, data_format: Optional[str] = None, split: str = "test") -> SourceImages:
     """The images of ``data`` (see the module doc) through the data source a pretraining run with
     ``config`` would use: ``aasae_array`` for array formats, VISSL's ``disk_folder`` for a folder."""
-    from vissl.data import DATASET_SOURCE_MAP
-
-    import vissl_aasae  # noqa: F401  (registers aasae_array; applies the disk_folder fixes)
-    from vissl_aasae.data.aasae_array import FORMATS
-
     if data_format is None and data == "embedded":
         data_format = "npz"
     if data_format is not None:
@@ -72,10 +72,6 @@ def open_images(config, data: str, data_format: Optional[str] = None, split: str
 
 def view_transform(config, view: str) -> Callable:
     """The run's ``original`` or ``augmented`` transform pipeline (PIL image -> normalised tensor)."""
-    from classy_vision.dataset.transforms import build_transforms
-
-    import vissl_aasae  # noqa: F401  (registers the plugin's transforms)
-
     if view not in VIEW_LISTS:
         raise ValueError(f"view={view!r}; allowed: {list(VIEW_LISTS)}")
     entry = views_transform(config)
