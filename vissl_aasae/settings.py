@@ -189,6 +189,16 @@ def due(iteration: int, frequency: int) -> bool:
     return frequency > 0 and iteration % frequency == 0
 
 
+def fused_adam_supported(device) -> bool:
+    """Whether this PyTorch has the fused Adam kernel for ``device``'s type (``FUSED_OPTIMIZER: auto``)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        return device.type in _get_fused_kernels_supported_devices()
+    except ImportError:  # an older PyTorch: no fused kernels for CPU
+        return device.type == "cuda"
+
+
 @dataclass(frozen=True)
 class PerformanceSettings(Section):
     PATH: ClassVar[str] = "AASAE.PERFORMANCE"
@@ -205,9 +215,8 @@ class PerformanceSettings(Section):
     cap_cpu_workers: bool = setting(True, "bool", "CPU runs: at most cores-per-rank - 1 DataLoader workers")
 
     def resolved(self, device, mixed_precision: bool = False) -> "PerformanceSettings":
-        """``auto`` replaced by the decision for ``device`` (``mixed_precision``: VISSL's AMP is on)."""
-        from vissl_aasae.trainer.aasae_performance import fused_adam_supported
-
+        """``auto`` replaced by the decision for ``device`` (``mixed_precision``: VISSL's AMP is on); the
+        switches are applied where the model is built (:mod:`vissl_aasae.trainer.aasae_performance`)."""
         mixed = mixed_precision or self.bf16_autocast
         channels_last = self.channels_last
         if channels_last == AUTO:

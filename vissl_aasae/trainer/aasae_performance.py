@@ -32,19 +32,9 @@ import logging
 import torch
 import torch.nn as nn
 
-from vissl_aasae.settings import AUTO, PerformanceSettings
+from vissl_aasae.settings import AUTO, PerformanceSettings, fused_adam_supported  # noqa: F401  (gpu_check imports it)
 
 SECTION = PerformanceSettings.PATH
-
-
-def fused_adam_supported(device: torch.device) -> bool:
-    """Whether this PyTorch has the fused Adam kernel for the device type."""
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-        return device.type in _get_fused_kernels_supported_devices()
-    except ImportError:  # an older PyTorch: no fused kernels for CPU
-        return device.type == "cuda"
 
 
 def use_fused_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
