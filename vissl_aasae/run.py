@@ -36,7 +36,7 @@ import torch
 import yaml
 from iopath.common.file_io import g_pathmgr
 
-from vissl_aasae.checkpoints import CONFIG_FILE, LINK_NAME, atomic_write, non_finite_tensors, verify
+from vissl_aasae.checkpoints import CONFIG_FILE, LINK_NAME, atomic_write, non_finite_tensors, read_run_config, verify
 from vissl_aasae.errors import (
     EXIT_BAD_INPUT,
     EXIT_DIVERGED,
@@ -219,9 +219,8 @@ def check_recorded_config(config, folder: str) -> bool:
     if not os.path.isfile(path):
         return True
     try:
-        with open(path) as f:
-            recorded = yaml.safe_load(f)
-    except yaml.YAMLError:
+        recorded = read_run_config(folder)
+    except ValueError:  # not YAML, or not a mapping
         recorded = None
     if not isinstance(recorded, dict):
         if overwrite_config(config):
