@@ -10,9 +10,12 @@
 
 Each patch is a small function with a one-line reason (its docstring) and a test that fails without
 it (tests/test_compat.py, test_reliability.py, test_detection.py).  :func:`apply` is idempotent;
-importing :mod:`vissl_aasae` calls it, so every process that loads the plugin (launcher, spawned
-ranks, DataLoader workers, SLURM jobs) is patched.  The patches are written against VISSL 0.1.6
-and classy_vision 0.7.0: any other version is refused here, before anything is patched.
+importing :mod:`vissl_aasae.registry` calls it, so every process that loads the plugin (the
+launcher, and the spawned ranks and SLURM jobs, which unpickle the launcher's hook generator) is
+patched; a DataLoader worker unpickles the patches' classes and functions by name (they are defined
+at module level for that).  The patches are written against VISSL 0.1.6 and classy_vision 0.7.0:
+any other version is refused here, before anything is patched.  This package imports nothing of the
+plugin above the core (no launcher, hooks, add-on or command line: tests/test_layers.py).
 """
 
 import importlib.metadata
