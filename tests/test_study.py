@@ -3,6 +3,7 @@
 The data are Fashion-MNIST IDX files (the Debian package's format) holding real images of the
 embedded subset: 300 train images, 100 test images."""
 
+import argparse
 import json
 import os
 import shutil
@@ -22,6 +23,11 @@ sys.path.insert(0, str(HARNESS.parent))
 import fashion_mnist_study as study  # noqa: E402  (the harness is a script, not a package module)
 
 sys.path.remove(str(HARNESS.parent))
+
+
+def view_figure(tmp_path, name):
+    """Where the harness puts a run's view-similarity figure: beside --figure (curves.png here)."""
+    return study.view_figure(argparse.Namespace(figure=str(tmp_path / "curves.png")), name)
 
 
 def harness(tmp_path, *extra):
@@ -81,7 +87,7 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
         assert -1 <= record["view_cos_different"] <= record["view_cos_same"] <= 1
         assert 0 <= record["view_retrieval_top1"] <= 100
     for name in ("aasae_s0", "ae_s0", "random_init"):
-        assert (tmp_path / f"fashion_mnist_view_similarity_{name}.png").stat().st_size > 5000, name
+        assert view_figure(tmp_path, name).stat().st_size > 5000, name
     base = data["baselines"]
     # real images: raw pixels and a random trunk are well above chance (10 %) with 200 labelled images
     assert base["raw_pixels"]["linear_top1"] > 40 and base["random_init"]["linear_top1"] > 25
@@ -125,7 +131,7 @@ def test_study_curves_baselines_report_and_resume(tmp_path):
     assert sorted(record["checkpoint_times"], key=int) == ["1", "2"]
     wall = next(line for line in seed.stdout.splitlines() if line.startswith("| aasae_s1 | 1 |"))
     assert float(wall.split("|")[3]) > 0
-    assert not (tmp_path / "fashion_mnist_view_similarity_aasae_s1.png").exists()
+    assert not view_figure(tmp_path, "aasae_s1").exists()
 
 
 def test_study_b_views_are_the_cifar10_configs_with_the_data_sets_normalisation():
@@ -154,7 +160,7 @@ def test_study_b_pretrains_with_the_views_of_the_cifar10_config(tmp_path):
     proc = harness(tmp_path, "--views", "cifar10", "--runs", "aasae:0", "--epochs", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((tmp_path / "study.json").read_text())
-    assert data["settings"]["views"] == "cifar10" and data["runs"]["aasae_s0"]["views"] == "cifar10"
+    assert data["settings"]["views"] == "cifar10"  # the results file's settings, checked on every restart
     assert 0 <= data["runs"]["aasae_s0"]["epochs"]["1"]["linear_top1_augmented_test"] <= 100
     record = yaml.safe_load((tmp_path / "out" / "aasae_s0" / "train_config.yaml").read_text())
     assert record["DATA"]["TRAIN"]["TRANSFORMS"][0]["augmented"][0] == {"name": "RandomResizedCrop", "size": 32}

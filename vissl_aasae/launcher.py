@@ -45,7 +45,7 @@ from vissl_aasae.run import (
     check_resume,
     failure,
     is_local,
-    stop_spawned_ranks,
+    stop_child_processes,
     write_config,
 )
 from vissl_aasae.settings import MethodSettings, RunSettings
@@ -159,11 +159,10 @@ def main(argv: List[str] = None, prog: str = None) -> int:
                 if explained is None:
                     raise
                 code, message = explained
-                if code > 128:
-                    stop_spawned_ranks()
+                stop_child_processes()
                 return _fail(message, code)
         if interrupts.seen:  # swallowed on the way (VISSL catches KeyboardInterrupt)
-            stop_spawned_ranks()
+            stop_child_processes()
             return _fail(*reversed(failure(KeyboardInterrupt(), folder, interrupts.signum)))
     finally:
         if lock is not None:

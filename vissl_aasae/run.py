@@ -14,7 +14,7 @@
   the run);
 - weights that are never written: :func:`refuse_non_finite`;
 - interruptions: :class:`Interrupts` (SIGINT and SIGTERM, the same clean stop),
-  :func:`stop_spawned_ranks`;
+  :func:`stop_child_processes`;
 - how it ended: :func:`failure`, the exit code and the one line the launcher prints.
 
 The launcher, the config checks and the compat patches (VISSL's checkpoint writer, resume choice,
@@ -397,7 +397,9 @@ class Interrupts:
         return False
 
 
-def stop_spawned_ranks() -> None:
+def stop_child_processes() -> None:
+    """Stops this process's children (spawned ranks, the in-process rank's DataLoader workers) and waits
+    for them: nothing they print may follow the run's error line."""
     for child in multiprocessing.active_children():
         child.terminate()
     for child in multiprocessing.active_children():
