@@ -1,5 +1,6 @@
 """Each compat patch: a test that fails without it."""
 
+import multiprocessing.forkserver
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import torch.multiprocessing as mp
 from conftest import process_running
 
 from vissl_aasae import compat, console
-from vissl_aasae.compat import behaviour
+from vissl_aasae.compat import behaviour, stack
 from vissl_aasae.launcher import compose
 
 
@@ -110,20 +111,47 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _workers_of_a_killed_trainer(mode: str, wait_s: float):
-    # output to a file: orphaned workers would hold a pipe open and keep subprocess.run waiting
-    with tempfile.TemporaryFile("w+") as log:
-        out = subprocess.run(
-            [sys.executable, "-c", KILLED_LOADER, mode], stdout=log, stderr=subprocess.STDOUT, timeout=120
-        )
+    # output to files: orphaned workers would hold a pipe open and keep subprocess.run waiting;
+    # stderr apart, where the orphaned forkserver's resource_tracker may warn after the kill
+    with tempfile.TemporaryFile("w+") as log, tempfile.TemporaryFile("w+") as err:
+        out = subprocess.run([sys.executable, "-c", KILLED_LOADER, mode], stdout=log, stderr=err, timeout=120)
         log.seek(0)
-        text = log.read()
-    assert out.returncode == -9, text[-2000:]
+        err.seek(0)
+        text, errors = log.read(), err.read()
+    assert out.returncode == -9, text[-2000:] + errors[-2000:]
     pids = [int(p) for p in text.strip().splitlines()[-1].split()]
     assert len(pids) == 2
     deadline = time.time() + wait_s
     while time.time() < deadline and any(map(process_running, pids)):
         time.sleep(0.2)
     return pids
+
+
+FORKSERVER_CHILD = """
+import multiprocessing, sys, time
+import torch  # in __main__: what Python's forkserver was meant to preload and does not
+if sys.argv[1] == "plugin":
+    import vissl_aasae.registry  # noqa: F401  (compat.apply)
+child = multiprocessing.get_context("forkserver").Process(target=time.sleep, args=(60,))
+child.start()
+with open(f"/proc/{child.pid}/maps") as maps:
+    print("torch loaded" if "libtorch_cpu" in maps.read() else "bare", flush=True)
+child.kill()
+"""
+
+
+def test_forkserver_workers_start_with_vissl_and_the_plugin_imported():
+    def child_of(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", FORKSERVER_CHILD, mode], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout.strip().splitlines()[-1]
+
+    # the bug: a worker forked by the forkserver imports everything afresh (~5 s of CPU each, each phase)
+    assert child_of("bare") == "bare"
+    assert child_of("plugin") == "torch loaded"
+    assert multiprocessing.forkserver._forkserver._preload_modules == stack.FORKSERVER_PRELOAD
 
 
 @pytest.mark.slow  # two killed processes and up to 18 s of waiting for their workers

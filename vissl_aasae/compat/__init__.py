@@ -64,6 +64,7 @@ def apply() -> None:
     check_versions()
     stack.patch_broadcast_object()
     stack.patch_apex_defaults()
+    stack.patch_forkserver_preload()
     behaviour.patch_atomic_checkpoints()
     behaviour.patch_resume_choice()
     behaviour.patch_finished_check()

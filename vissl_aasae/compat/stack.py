@@ -1,10 +1,11 @@
 """Fixes for today's stack (Python 3.11, torch 2.x, no apex): VISSL 0.1.6 and classy_vision 0.7.0
-as they are would be slow (broadcast) or fail late (apex defaults).  (Their warnings on every start
-are silenced by the package's ``__init__``, before any module imports VISSL.)
+as they are would be slow (broadcast, forkserver workers) or fail late (apex defaults).  (Their
+warnings on every start are silenced by the package's ``__init__``, before any module imports VISSL.)
 Each ``patch_*``: a one-line reason (its docstring) and a test in tests/test_compat.py."""
 
 import io
 import logging
+import multiprocessing
 from typing import Any
 
 import torch
@@ -84,3 +85,20 @@ def patch_apex_defaults():
 
     infer_and_assert_hydra_config.__wrapped__ = original
     hydra_config.infer_and_assert_hydra_config = infer_and_assert_hydra_config
+
+
+# what a VISSL DataLoader worker unpickles: VISSL's data stack (torch, torchvision, classy_vision
+# with it), the plugin's data components and compat's image-folder dataset
+FORKSERVER_PRELOAD = [
+    "vissl.data",
+    "vissl_aasae.compat",
+    "vissl_aasae.data.aasae_array",
+    "vissl_aasae.data.aasae_collator",
+    "vissl_aasae.data.aasae_views",
+]
+
+
+@_once
+def patch_forkserver_preload():
+    """Every DataLoader worker of VISSL's forkserver imported torch, VISSL and the plugin afresh (~5 s of CPU each, each phase): Python 3.11's forkserver never preloads __main__ (it looks for a 'main_path' key spawn does not write)."""  # noqa: E501 (the patch's one-line reason)
+    multiprocessing.set_forkserver_preload(FORKSERVER_PRELOAD)
