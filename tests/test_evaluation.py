@@ -461,12 +461,13 @@ def head(dim, classes):
 # --------------------------------------------------------------------------- the quickstart on real data
 
 
-QUICKSTART_IMAGES = 4992  # one pass over the embedded train images, 156 iterations of batch 32 (~6 min on 2 cores)
+QUICKSTART_IMAGES = 2560  # the README quickstart's 80 iterations of batch 32, in one pass (~80 s on 2 idle cores)
 
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory):
-    """The quickstart recipe through the launcher for one pass over the 5000 embedded train images."""
+    """The quickstart recipe through the launcher for the README's 80 iterations (one pass over 2560 of
+    the embedded train images)."""
     ckpt_dir = tmp_path_factory.mktemp("quickstart")
     out = run_launcher(
         [
@@ -510,20 +511,23 @@ def constant_prediction_loss() -> float:
 
 @pytest.mark.slow
 def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
-    """The mean loss of the last 15 iterations is >= 12 % below what a constant image scores
-    (~4250 nats), i.e. the decoder reconstructs the images, not their average.  Measured 2026-12-04
-    (the reference's decoder and init): 4215 (iterations 0-14) -> 3438 (iterations 141-155)."""
+    """The mean loss of the last tenth of the iterations (the summary's window) is >= 12 % below what a
+    constant image scores (~4250 nats), i.e. the decoder reconstructs the images, not their average.
+    Measured 2026-12-04 (the reference's decoder and init) over 156 iterations: 4215 (iterations 0-14)
+    -> 3438 (iterations 141-155); 2026-12-07 over this fixture's 80: 3465 (iterations 72-79), constant 4238."""
     ckpt_dir, stdout = quickstart_run
     losses = [json.loads(line)["loss"] for line in (ckpt_dir / "aasae_metrics.json").read_text().splitlines()]
-    assert len(losses) == 156
+    n = QUICKSTART_IMAGES // 32
+    assert len(losses) == n
     constant = constant_prediction_loss()
     assert 4200 < constant < 4300
-    last = sum(losses[-15:]) / 15
-    print(f"constant prediction {constant:.1f}, first 15 {sum(losses[:15]) / 15:.1f}, last 15 {last:.1f}")
+    k = n // 10  # the summary's first and last tenth
+    first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+    print(f"constant prediction {constant:.1f}, first {k} {first:.1f}, last {k} {last:.1f}")
     assert last < 0.88 * constant
     summary = (
-        f"AASAE summary: 156 iterations, loss {sum(losses[:15]) / 15:.4g} (mean of iterations 0-14) -> "
-        f"{last:.4g} (mean of iterations 141-155)"
+        f"AASAE summary: {n} iterations, loss {first:.4g} (mean of iterations 0-{k - 1}) -> "
+        f"{last:.4g} (mean of iterations {n - k}-{n - 1})"
     )
     assert summary in stdout
 
@@ -539,7 +543,8 @@ def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
 # 2026-11-22 was before the reference's decoder and init; earlier CI machines passed a 0.5-point margin
 # with today's code, this CPU gives -0.1.)  So this test asserts the pipeline and that the trunk is
 # not broken, not a margin; the margin over random is asserted on the study's 30-epoch trunk
-# (tests/test_study.py: +7.6 linear on 10k test images).
+# (tests/test_study.py: +7.6 linear on 10k test images).  The fixture now runs the README's 80
+# iterations (MODEL_ZOO.md, the README's own run evaluated: 80.40 against 80.00 for the random trunk).
 NOT_BROKEN = 3.0  # points of linear top-1 the checkpoint may fall below the random trunk (measured -0.1)
 
 

@@ -1,4 +1,4 @@
-"""Each variant x data set composes and trains one step through VISSL's trainer; the quickstart learns."""
+"""Each variant composes and trains one step through VISSL's trainer; the original-image pass; progress."""
 
 import json
 import logging
@@ -29,11 +29,12 @@ DATASETS = {
 }
 
 
-# each data set's config as the README writes it: tests/test_documented_commands.py (AASAE on all
-# three, the VAE on CIFAR-10); here every variant, on CIFAR-10
+# each data set's config as the README writes it, with the same assertions (the loss's closed form,
+# the heads): tests/test_documented_commands.py (AASAE on all three, the VAE on CIFAR-10, the
+# quickstart end to end); here the variants no document shows, on CIFAR-10
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["cifar10"])
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v not in ("aasae", "vae")])
 def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant):
     path, extra = DATASETS[dataset]
     ckpt_dir = tmp_path / "ckpt"
@@ -65,28 +66,6 @@ def test_variant_on_dataset_runs_one_step(tmp_path, data_root, dataset, variant)
         "base_model"
     ]["model"]["heads"]
     assert ("0.fc_log_var.weight" in heads) == (variant in ("aasae", "vae"))
-
-
-@pytest.mark.slow
-def test_quickstart_runs_end_to_end_and_checkpoints(tmp_path):
-    """The README's main job, shortened to 2 epochs of 2 iterations: metrics, summary, checkpoints
-    (that the loss falls: tests/test_evaluation.py::test_quickstart_loss_falls_below_constant_prediction)."""
-    overrides = [
-        "config=pretrain/aasae/quickstart",
-        "config.DATA.TRAIN.DATA_LIMIT=64",
-        "config.LOG_FREQUENCY=1",
-        "config.AASAE.METRICS.POSTERIOR_FREQUENCY=0",
-        f"config.CHECKPOINT.DIR={tmp_path}",
-    ]
-    out = run_launcher(overrides, cwd=tmp_path)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    records = [json.loads(line) for line in (tmp_path / "aasae_metrics.json").read_text().splitlines()]
-    assert [r["iteration"] for r in records] == [0, 1, 2, 3]
-    assert all(r["loss"] == pytest.approx(-r["log_pxz"], rel=1e-4) for r in records)
-    assert "AASAE summary: 4 iterations, loss " in out.stdout
-    assert "(mean of iteration 0) -> " in out.stdout and "(mean of iteration 3), checkpoints in" in out.stdout
-    assert (tmp_path / "model_phase0.torch").exists()
-    assert (tmp_path / "model_final_checkpoint_phase1.torch").exists()
 
 
 def trunk_and_projection_bn(checkpoint_path):
