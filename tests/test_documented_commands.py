@@ -443,6 +443,11 @@ THROUGHPUT_COMPILE = [
     TP + "quickstart --batch-size 128 --warmup 3 --iterations 6 --modes plain --compare-compile --compile-cache shared "
     "--peak-seconds 0.5 +config/pretrain/aasae/models=resnet18_w0.25 config.MODEL.AASAE.LATENT_DIM=64 "
     "--json benchmarks/results/cpu_study_rn18w025_32px_b128_compile.json",
+    TP + "quickstart --batch-size 64 --warmup 3 --iterations 4 --modes step --compare-compile --compile-cache shared "
+    "--peak-seconds 0.5 --json benchmarks/results/cpu_quickstart_rn18_32px_b64_step_compile.json",
+    TP + "quickstart --batch-size 128 --warmup 3 --iterations 6 --modes step --compare-compile --compile-cache shared "
+    "--peak-seconds 0.5 +config/pretrain/aasae/models=resnet18_w0.25 config.MODEL.AASAE.LATENT_DIM=64 "
+    "--json benchmarks/results/cpu_study_rn18w025_32px_b128_step_compile.json",
 ]
 
 
