@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from nuisance_data import archive_name  # benchmarks/, the script's own folder
+from nuisance_data import FACTORS, archive_factors, archive_name  # benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "tools" / "run_distributed_engines.py"
@@ -352,8 +352,29 @@ class Evaluator:
         result = probes(train_x, train_y, test_x, test_y, self.args.draws, **extra)
         if robustness:
             result.update(self.views(model, figure))
+            if self.dataset == "nuisance":
+                result["nuisance_r2"] = self.nuisance_r2(test_x, test_y)
         result["eval_seconds"] = round(time.time() - started, 1)
         return result
+
+    def nuisance_r2(self, test_x, test_y):
+        """Study C's diagnostic (added after its design, not part of its reading): how much of each
+        nuisance factor the test images' features hold (``factor_r2``), the factors recovered through the
+        generator's own draws (None, said once, where the archive's are not recoverable)."""
+        if not hasattr(self, "_nuisance"):
+            with np.load(self.args.data) as archive:
+                self._nuisance = archive_factors(archive, "test"), archive["test_labels"]
+            if self._nuisance[0] is None:
+                print(f"--data {self.args.data}: its nuisance factors are not recoverable; no R^2 measured")
+        targets, labels = self._nuisance
+        if targets is None:
+            return None
+        if not np.array_equal(np.asarray(test_y), labels):
+            raise SystemExit(f"--data {self.args.data}: the test features did not come in the archive's order")
+        return factor_r2(test_x, targets)
+
+    def nuisance_r2_of(self, checkpoint=None):
+        return self.nuisance_r2(*self._features(self.model(checkpoint), "TEST"))
 
     def views(self, model, figure=None) -> dict:
         """The paper's Fig. 5 on test images: mean cosine similarity of ``h`` between augmented views of
@@ -376,6 +397,22 @@ class Evaluator:
             "view_cos_different": result.different_mean,
             "view_retrieval_top1": nearest_view_top1(result.matrix, result.views),
         }
+
+
+def factor_r2(features, targets: dict) -> dict:
+    """R^2 of each target (name -> (N, k) array) regressed linearly on ``features`` (N, D): ridge
+    (sklearn's RidgeCV, the penalty picked by leave-one-out over 1e-3..1e3) on features standardised with
+    the first half's statistics, fitted on the first half of the images, scored on the second (R^2
+    averaged over a target's k outputs; 0 is the second half's mean, 1 a perfect read-out)."""
+    from sklearn.linear_model import RidgeCV
+
+    x = np.asarray(features, dtype=np.float64)
+    half = len(x) // 2
+    x = (x - x[:half].mean(0)) / (x[:half].std(0) + 1e-8)
+    return {
+        name: float(RidgeCV(alphas=np.logspace(-3, 3, 7)).fit(x[:half], y[:half]).score(x[half:], y[half:]))
+        for name, y in targets.items()
+    }
 
 
 def probes(train_x, train_y, test_x, test_y, draws: int, aug_x=None) -> dict:
@@ -501,6 +538,9 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
         if "view_cos_same" not in last and final is not None:  # evaluated before the views were measured
             last.update(evaluator.views(evaluator.model(final), figure))
             results.save()
+        if evaluator.dataset == "nuisance" and "nuisance_r2" not in last and final is not None:  # the same
+            last["nuisance_r2"] = evaluator.nuisance_r2_of(final)
+            results.save()
         return
     folder.mkdir(parents=True, exist_ok=True)
     record.update({"variant": variant, "seed": seed, "target_epochs": args.epochs})
@@ -586,6 +626,13 @@ def baselines(args, evaluator, results: Results) -> None:
         base["raw_pixels"] = probes(*evaluator.pixels(), args.draws)
         base["raw_pixels"]["eval_seconds"] = round(time.time() - started, 1)
         results.save()
+    if args.dataset == "nuisance":  # measured before the diagnostic existed: measured now
+        if "nuisance_r2" not in base["random_init"]:
+            base["random_init"]["nuisance_r2"] = evaluator.nuisance_r2_of(None)
+            results.save()
+        if "nuisance_r2" not in base["raw_pixels"]:
+            base["raw_pixels"]["nuisance_r2"] = evaluator.nuisance_r2(*evaluator.pixels()[2:])
+            results.save()
 
 
 # --------------------------------------------------------------------------- report
@@ -641,9 +688,33 @@ def report(results: Results, figure: Path) -> str:
                 else "-"
             )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
-    lines += ["", *comparison(by_variant, base), "", *curves(runs), "", *wall_times(runs, base)]
+    lines += ["", *comparison(by_variant, base), *nuisance_table(by_variant, base), "", *curves(runs)]
+    lines += ["", *wall_times(runs, base)]
     plot(data, figure)
     return "\n".join(lines)
+
+
+def nuisance_table(by_variant: dict, base: dict) -> list:
+    """Study C's diagnostic: R^2 of each nuisance factor from the final features (seed means), beside the
+    baselines'; nothing where no run or baseline has it."""
+    rows = []
+    for variant in ("aasae", "ae", "aaae", "vae"):
+        finished = [r["epochs"][str(final_epoch(r))] for r in by_variant.get(variant, []) if final_epoch(r)]
+        measured = [r["nuisance_r2"] for r in finished if r.get("nuisance_r2")]
+        if measured:
+            means = [np.mean([m[f] for m in measured]) for f in FACTORS]
+            rows.append(
+                f"| {variant.upper()} ({len(measured)} seed{'s' * (len(measured) > 1)}) | "
+                + " | ".join(f"{v:.3f}" for v in means)
+                + " |"
+            )
+    for key, label in (("random_init", "random-init trunk"), ("raw_pixels", "raw pixels (3072-d)")):
+        if base.get(key, {}).get("nuisance_r2"):
+            rows.append(f"| {label} | " + " | ".join(f"{base[key]['nuisance_r2'][f]:.3f}" for f in FACTORS) + " |")
+    if not rows:
+        return []
+    header = "| nuisance factor R^2 (test images, ridge) | " + " | ".join(f.replace("_", " ") for f in FACTORS) + " |"
+    return ["", header, "|---|" + "---|" * len(FACTORS), *rows]
 
 
 def finals(records: list, key: str) -> list:

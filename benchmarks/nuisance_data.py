@@ -38,6 +38,7 @@ CROP_SIDE = (10, 28)  # side (px of the 28) of the background image's crop, incl
 BLUR_SIGMA = 1.5  # Gaussian blur of the upsampled crop, px of the frame
 CROP_OPACITY = 0.8  # the crop's gray level (0-1) times this is the opacity of its tint
 SPLITS = {"train": 0, "test": 1}  # the second word of each split's seed
+FASHION_MNIST_IMAGES = {"train": 60000, "test": 10000}  # the source images of each split
 CHUNK = 2048  # images composed at once (memory only: the result does not depend on it)
 
 
@@ -94,6 +95,40 @@ def draw(rng: np.random.Generator, n_split: int, count: int) -> dict:
         "crop_col": rng.integers(0, SOURCE - crop + 1),
         "tint": rng.random((count, 3)),
     }
+
+
+FACTORS = ("garment_colour", "garment_position", "garment_size", "background_colour", "background_tint")
+
+
+def factors(seed: int, split: str, count: int, n_split: int) -> dict:
+    """Each image's nuisance factors as the generator drew them for ``count`` images of a split of
+    ``n_split`` source images (the split's own random stream, so no image is read): ``FACTORS`` -> (count,
+    k) float arrays (the garment's RGB, its centre (row, col) and side in px, the mean RGB of the
+    background's noise grid, the RGB of the crop's tint), and ``garment_index``, to check the draws
+    against an archive's ``<split>_garment_index``."""
+    d = draw(np.random.default_rng([seed, SPLITS[split]]), n_split, count)
+    half = d["side"] / 2.0
+    return {
+        "garment_index": d["garment"],
+        "garment_colour": d["colour"],
+        "garment_position": np.stack([d["row"] + half, d["col"] + half], axis=1),
+        "garment_size": d["side"][:, None].astype(np.float64),
+        "background_colour": d["noise"].mean(axis=(2, 3)),
+        "background_tint": d["tint"],
+    }
+
+
+def archive_factors(archive, split: str):
+    """``factors`` of an archive's split, recovered from its seed and checked against its garment rows
+    (None where they do not match: an archive this generator did not make). The split's source count is
+    not stored: a whole split (the default) has max(garment row) + 1; else Fashion-MNIST's 60k / 10k."""
+    seed = json.loads(str(archive["parameters"]))["seed"]
+    garments = archive[f"{split}_garment_index"]
+    for n_split in dict.fromkeys((int(garments.max()) + 1, FASHION_MNIST_IMAGES[split])):
+        found = factors(seed, split, len(garments), n_split)
+        if np.array_equal(found.pop("garment_index"), garments):
+            return found
+    return None
 
 
 def compose(sources: np.ndarray, d: dict) -> np.ndarray:

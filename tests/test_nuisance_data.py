@@ -130,6 +130,87 @@ def test_the_garment_is_a_square_of_half_to_all_of_the_frame_in_its_colour(sourc
     assert exact >= 0.95 * n
 
 
+def test_the_nuisance_factors_are_recovered_from_an_archive_and_describe_its_images(sources, seed0):
+    """Study C's diagnostic targets: the generator's own draws, recovered from the archive's seed (no image
+    read), checked against its garment rows, and what they say is in the images."""
+    for split, n in (("train", 300), ("test", 100)):
+        found = nuisance_data.archive_factors(seed0, split)
+        assert sorted(found) == sorted(nuisance_data.FACTORS)
+        assert {k: v.shape for k, v in found.items()} == {
+            "garment_colour": (n, 3),
+            "garment_position": (n, 2),
+            "garment_size": (n, 1),
+            "background_colour": (n, 3),
+            "background_tint": (n, 3),
+        }
+        size, position = found["garment_size"][:, 0], found["garment_position"]
+        assert size.min() >= 16 and size.max() <= 32
+        assert (position >= size[:, None] / 2).all() and (position <= 32 - size[:, None] / 2).all()
+        # the pixel at the garment's centre is nearer its colour than another image's garment colour
+        images = seed0[f"{split}_images"].astype(np.float64) / 255.0
+        row, col = np.floor(position).astype(int).T
+        centre = images[np.arange(n), row, col]
+        mine = np.abs(centre - found["garment_colour"]).mean()
+        others = np.abs(centre - np.roll(found["garment_colour"], 1, axis=0)).mean()
+        assert mine < 0.6 * others, (mine, others)
+    tampered = dict(seed0, test_garment_index=seed0["test_garment_index"][::-1])
+    assert nuisance_data.archive_factors(tampered, "test") is None  # not the generator's draws: no targets
+
+
+def test_factor_r2_reads_a_linear_factor_and_not_noise():
+    """R^2 on the second half: y = x w + noise of equal variance gives ~0.5; a target unrelated to the
+    features ~0; an exact linear target ~1."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 16))
+    w = rng.normal(size=(16, 2)) / 4.0  # signal variance 1 per output
+    signal = x @ w
+    r2 = study.factor_r2(
+        x,
+        {
+            "half": signal + rng.normal(size=signal.shape) * np.sqrt(signal.var(0)),
+            "noise": rng.normal(size=(4000, 3)),
+            "exact": signal,
+        },
+    )
+    assert r2["half"] == pytest.approx(0.5, abs=0.05)
+    assert abs(r2["noise"]) < 0.02
+    assert r2["exact"] > 0.999
+
+
+def test_the_baselines_measured_before_the_diagnostic_get_it_once(tmp_path):
+    """A results file whose baselines predate the nuisance R^2: the next launch measures it for both,
+    and only for what lacks it."""
+    calls = []
+
+    class Stub:
+        dataset = "nuisance"
+
+        def nuisance_r2_of(self, checkpoint=None):
+            calls.append(("trunk", checkpoint))
+            return {"garment_colour": 0.3}
+
+        def pixels(self):
+            return "train_x", "train_y", "test_x", "test_y"
+
+        def nuisance_r2(self, test_x, test_y):
+            calls.append(("pixels", test_x, test_y))
+            return {"garment_colour": 0.9}
+
+    results = study.Results(tmp_path / "c.json", {"dataset": "nuisance"})
+    results.data["baselines"] = {
+        "random_init": {"linear_top1": 16.2, "view_cos_same": 0.9},
+        "raw_pixels": {"linear_top1": 13.5},
+    }
+    args = study.argparse.Namespace(dataset="nuisance", figure=str(tmp_path / "c_curves.png"))
+    study.baselines(args, Stub(), results)
+    study.baselines(args, Stub(), results)
+    assert calls == [("trunk", None), ("pixels", "test_x", "test_y")]
+    saved = json.loads((tmp_path / "c.json").read_text())["baselines"]
+    assert saved["random_init"]["nuisance_r2"] == {"garment_colour": 0.3}
+    assert saved["raw_pixels"]["nuisance_r2"] == {"garment_colour": 0.9}
+    assert saved["random_init"]["linear_top1"] == 16.2  # the rest as it was
+
+
 def test_resampling_maps_are_normalised_and_exact_at_scale_one():
     maps = nuisance_data.resample_matrix(28, 32, [0, 0], [28, 28], [2, 0], [28, 16])
     assert np.allclose(maps[0][2:30], np.eye(28)) and not maps[0][:2].any() and not maps[0][30:].any()
@@ -303,4 +384,9 @@ def test_study_c_end_to_end_on_a_tiny_archive(archive, tmp_path):
     (normalize,) = [t for t in recorded["DATA"]["TRAIN"]["TRANSFORMS"][0]["augmented"] if t["name"] == "Normalize"]
     assert normalize["mean"] == NORMALISATION["MEAN"]
     assert "AASAE summary: 2 iterations" in (tmp_path / "out" / "aasae_s0" / "pretrain.log").read_text()
+    # the diagnostic: what the final features, the random trunk's and the pixels hold of each nuisance factor
+    for measured in (final, data["baselines"]["random_init"], data["baselines"]["raw_pixels"]):
+        r2 = measured["nuisance_r2"]
+        assert sorted(r2) == sorted(nuisance_data.FACTORS) and all(np.isfinite(v) and v <= 1 for v in r2.values())
+    assert "| nuisance factor R^2 (test images, ridge) | garment colour |" in proc.stdout
     assert (tmp_path / "c_view_similarity_aasae_s0.png").exists()
