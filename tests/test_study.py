@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO, process_running
@@ -21,6 +22,7 @@ from fake_data import write_fashion_mnist_idx
 HARNESS = REPO / "benchmarks" / "fashion_mnist_study.py"
 sys.path.insert(0, str(HARNESS.parent))
 import fashion_mnist_study as study  # noqa: E402  (the harness is a script, not a package module)
+import nuisance_data  # noqa: E402
 
 sys.path.remove(str(HARNESS.parent))
 
@@ -247,27 +249,33 @@ def test_a_difference_smaller_than_the_seed_spread_is_reported_as_none():
     assert "| AASAE | - | - | 0.850 |" in text and "| AE | - | - | 1.000 |" in text
 
 
-ZOO = REPO / "model_zoo" / "fashion_mnist"
+ZOO = REPO / "model_zoo"
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 PUBLISHED = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
-# The model zoo's Fashion-MNIST rows: (study results file, exported file's infix, variant, seed).  Study B
-# (issue 29) pretrained with the paper's CIFAR-10 views; its probes are the published study's.
+# The model zoo's rows of the CPU studies: (the study's results file, the exported trunk under model_zoo/,
+# variant, seed).  Study B (issue 29) pretrained with the paper's CIFAR-10 views; its probes are the
+# published study's.
 ZOO_ROWS = [
-    ("fashion_mnist_study.json", "", "aasae", 0),
-    ("fashion_mnist_study.json", "", "ae", 0),
-    ("fashion_mnist_study.json", "", "aaae", 1),
-    ("fashion_mnist_paper_views_study.json", "_paper_views", "aasae", 0),
+    ("fashion_mnist_study.json", "fashion_mnist/aasae_rn18w025_s0.pth", "aasae", 0),
+    ("fashion_mnist_study.json", "fashion_mnist/ae_rn18w025_s0.pth", "ae", 0),
+    ("fashion_mnist_study.json", "fashion_mnist/aaae_rn18w025_s1.pth", "aaae", 1),
+    ("fashion_mnist_paper_views_study.json", "fashion_mnist/aasae_rn18w025_paper_views_s0.pth", "aasae", 0),
 ]
+
+
+def study_results(name: str) -> dict:
+    return json.loads((REPO / "docs" / "results" / name).read_text())
 
 
 @pytest.fixture(scope="module")
 def zoo_probe(tmp_path_factory):
-    """``probe(variant, seed)``: the study's probes (the first of the published draws) on the features
-    of the model zoo's exported trunk (torchvision format, loaded weights-only); ``probe(None)``: on the
-    study's random-init trunk, through the study's own feature path.  The study's data and fit/test
-    splits; each trunk measured once per module."""
+    """``probe(results, file)``: the study's probes (the first of the published draws) on the features
+    of the model zoo's exported trunk (torchvision format, loaded weights-only); ``probe(results)``: on
+    the study's random-init trunk, through the study's own feature path.  Each study's data (the
+    nuisance archive made again from its recorded seed) and fit/test splits; each trunk measured once
+    per module."""
     import types
 
     import torch
@@ -277,42 +285,57 @@ def zoo_probe(tmp_path_factory):
 
     if not Path(FASHION_MNIST, "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("needs the Debian package dataset-fashion-mnist (setup.sh installs it)")
-    args = types.SimpleNamespace(
-        data=FASHION_MNIST, fit=PUBLISHED["settings"]["fit"], out=str(tmp_path_factory.mktemp("zoo")), draws=3
-    )
-    evaluator = study.Evaluator(args)
     torch.set_num_threads(2)
-    measured = {}
+    evaluators, measured = {}, {}
 
-    def zoo_features(net, split):
+    def evaluator_of(results):
+        settings = study_results(results)["settings"]
+        dataset = settings.get("dataset", "fashion_mnist")
+        if dataset not in evaluators:
+            data, out = FASHION_MNIST, tmp_path_factory.mktemp("zoo")
+            if dataset == "nuisance":  # the generated archive, as the study's seed makes it
+                seed = settings["data_generator"]["seed"]
+                assert nuisance_data.main(["--out", str(out), "--seed", str(seed)]) == 0
+                data = out / nuisance_data.archive_name(seed)
+                with np.load(data) as archive:
+                    assert json.loads(str(archive["parameters"])) == settings["data_generator"]
+            views = settings.get("views", "quickstart")  # recorded since Study B
+            args = types.SimpleNamespace(
+                data=str(data), fit=settings["fit"], out=str(out), draws=3, dataset=dataset, views=views
+            )
+            evaluators[dataset] = study.Evaluator(args)
+        return evaluators[dataset]
+
+    def zoo_features(evaluator, net, split):
         with torch.no_grad():
             xs, ys = zip(*[(net(x), y) for x, y, _ in split_loader(evaluator.config, split, num_workers=0)])
         return torch.cat(xs), torch.cat(ys)
 
-    def probe(variant, seed=0, infix=""):
-        if (variant, seed, infix) not in measured:
-            if variant is None:
+    def probe(results, file=None):
+        if (results, file) not in measured:
+            evaluator = evaluator_of(results)
+            if file is None:
                 model = evaluator.model(None)
                 (train_x, train_y), (test_x, test_y) = (evaluator._features(model, s) for s in ("TRAIN", "TEST"))
             else:
                 net = torchvision_resnet(18, stem="cifar", width_multiplier=0.25)
-                net.load_state_dict(torch.load(ZOO / f"{variant}_rn18w025{infix}_s{seed}.pth", weights_only=True))
+                net.load_state_dict(torch.load(ZOO / file, weights_only=True))
                 net.eval()
-                (train_x, train_y), (test_x, test_y) = (zoo_features(net, s) for s in ("TRAIN", "TEST"))
-            measured[variant, seed, infix] = study.probes(train_x, train_y, test_x, test_y, draws=1)
-        return measured[variant, seed, infix]
+                (train_x, train_y), (test_x, test_y) = (zoo_features(evaluator, net, s) for s in ("TRAIN", "TEST"))
+            measured[results, file] = study.probes(train_x, train_y, test_x, test_y, draws=1)
+        return measured[results, file]
 
     return probe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("results", "infix", "variant", "seed"), ZOO_ROWS)
-def test_the_published_miniature_reproduces_its_numbers(results, infix, variant, seed, zoo_probe):
+@pytest.mark.parametrize(("results", "file", "variant", "seed"), ZOO_ROWS)
+def test_the_published_miniature_reproduces_its_numbers(results, file, variant, seed, zoo_probe):
     """The model zoo's exported trunk gives its study's final-epoch numbers through the study's own
     data and probes: the file is the encoder the table describes."""
-    record = json.loads((REPO / "docs" / "results" / results).read_text())["runs"][f"{variant}_s{seed}"]
+    record = study_results(results)["runs"][f"{variant}_s{seed}"]
     published = record["epochs"][str(record["target_epochs"])]
-    measured = zoo_probe(variant, seed, infix)
+    measured = zoo_probe(results, file)
     assert (measured["n_fit"], measured["n_test"]) == (10000, 10000)
     for key in ("linear_top1", "knn_top1"):
         assert measured[key] == pytest.approx(published[key], abs=0.15), key
@@ -327,7 +350,7 @@ def test_the_published_aasae_trunk_beats_the_random_trunk(zoo_probe):
     trunk (seed 0, 30 epochs).  Published, first draws: linear 85.65 vs 78.09, kNN 82.88 vs 76.19,
     10 labels per class 74.54 vs 60.79.  (The quickstart's 156 iterations are too few for any margin:
     tests/test_evaluation.py.)"""
-    random, aasae = zoo_probe(None), zoo_probe("aasae", 0)
+    random, aasae = zoo_probe("fashion_mnist_study.json"), zoo_probe(*ZOO_ROWS[0][:2])
     published = PUBLISHED["baselines"]["random_init"]
     assert random["linear_top1"] == pytest.approx(published["linear_top1"], abs=0.15)
     assert random["knn_top1"] == pytest.approx(published["knn_top1"], abs=0.15)
