@@ -256,12 +256,13 @@ FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 PUBLISHED = json.loads((REPO / "docs" / "results" / "fashion_mnist_study.json").read_text())
 # The model zoo's rows of the CPU studies: (the study's results file, the exported trunk under model_zoo/,
 # variant, seed).  Study B (issue 29) pretrained with the paper's CIFAR-10 views; its probes are the
-# published study's.
+# published study's.  Study C's are on its generated nuisance images.
 ZOO_ROWS = [
     ("fashion_mnist_study.json", "fashion_mnist/aasae_rn18w025_s0.pth", "aasae", 0),
     ("fashion_mnist_study.json", "fashion_mnist/ae_rn18w025_s0.pth", "ae", 0),
     ("fashion_mnist_study.json", "fashion_mnist/aaae_rn18w025_s1.pth", "aaae", 1),
     ("fashion_mnist_paper_views_study.json", "fashion_mnist/aasae_rn18w025_paper_views_s0.pth", "aasae", 0),
+    ("nuisance_fashion_mnist_study.json", "nuisance_fashion_mnist/aasae_rn18w025_s0.pth", "aasae", 0),
 ]
 
 
