@@ -38,7 +38,9 @@ images, and low-label linear probes with 10 and 100 labelled images per class (d
 ``--draws`` draws averaged).  At a run's last epoch also augmentation robustness: the same probe
 (fitted on clean training features) scored on one augmented view (the ``augmented`` transform) of
 every test image.  Baselines: the random-init trunk (same evaluation) and raw pixels (linear, kNN,
-low-label on the normalised 3x32x32 images).
+low-label on the normalised 3x32x32 images).  With ``--dataset nuisance``, at a run's last epoch and for
+both baselines, a diagnostic beside the study's reading: the ridge R^2 of each nuisance factor (the
+generator's own draws, ``nuisance_data.archive_factors``) from the test images' features.
 
 The run order is ``--runs``: AASAE and AE first (``--epochs``), then VAE and AAAE, then seed 1 of
 AASAE and of the best baseline, then seed 2 of each (``best:SEED``: of AE, AAAE and VAE, the one whose
