@@ -537,11 +537,14 @@ def study_run(args, evaluator, results: Results, variant: str, seed: int) -> Non
     figure = view_figure(args, name) if seed == 0 else None
     if "linear_top1_augmented_test" in last:  # finished and evaluated (its checkpoints may be gone)
         final = checkpoint_of_epoch(folder, args.epochs, args.epochs) if folder.is_dir() else None
-        if "view_cos_same" not in last and final is not None:  # evaluated before the views were measured
-            last.update(evaluator.views(evaluator.model(final), figure))
-            results.save()
-        if evaluator.dataset == "nuisance" and "nuisance_r2" not in last and final is not None:  # the same
-            last["nuisance_r2"] = evaluator.nuisance_r2_of(final)
+        views = "view_cos_same" not in last  # evaluated before the views were measured
+        nuisance = evaluator.dataset == "nuisance" and "nuisance_r2" not in last  # the same
+        if final is not None and (views or nuisance):
+            model = evaluator.model(final)  # loaded once for both
+            if views:
+                last.update(evaluator.views(model, figure))
+            if nuisance:
+                last["nuisance_r2"] = evaluator.nuisance_r2(*evaluator._features(model, "TEST"))
             results.save()
         return
     folder.mkdir(parents=True, exist_ok=True)
