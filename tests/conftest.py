@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,15 @@ def launch_here(monkeypatch, capsys):
         return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
     return run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_temp_folders_go(request, tmp_path_factory):
+    """The folders a module's fixtures made with ``tmp_path_factory`` go when the module ends with no
+    failure (pytest's ``tmp_path_retention_policy = failed`` only removes each test's ``tmp_path``)."""
+    base = tmp_path_factory.getbasetemp()
+    before, failed = set(base.iterdir()), request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for path in set(base.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
