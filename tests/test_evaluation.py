@@ -17,7 +17,7 @@ from fake_data import write_image_folder
 from vissl_aasae.errors import ConfigError
 from vissl_aasae.evaluation import filelists
 from vissl_aasae.evaluation.eval_config_check import check_evaluation_config
-from vissl_aasae.evaluation.frozen_trunk import build_eval_model, evaluate_frozen_trunk
+from vissl_aasae.evaluation.frozen_trunk import build_eval_model
 from vissl_aasae.evaluation.knn import knn_accuracy, knn_predict_scores
 from vissl_aasae.evaluation.linear_probe import linear_probe_accuracy
 from vissl_aasae.launcher import compose
@@ -546,16 +546,18 @@ def test_quickstart_loss_falls_below_constant_prediction(quickstart_run):
 # (tests/test_study.py: +7.6 linear on 10k test images).  The fixture now runs the README's 80
 # iterations (MODEL_ZOO.md, the README's own run evaluated: 80.40 against 80.00 for the random trunk).
 NOT_BROKEN = 3.0  # points of linear top-1 the checkpoint may fall below the random trunk (measured -0.1)
+RANDOM_TRUNK_LINEAR = 79.9  # docs/RESULTS.md, the quickstart: the lowest measured of the seed-0 random trunk
 
 
 @pytest.mark.slow
 def test_quickstart_checkpoint_evaluates_on_held_out_fashion_mnist(tmp_path, quickstart_checkpoint):
     """Quickstart checkpoint -> linear probe and kNN on real held-out images (embedded Fashion-MNIST test split).
 
-    The pretrained and a randomly initialised trunk are evaluated the same way (the 5000 embedded
-    train images fit, the 1000 test images reported).  Asserted: the command's line and JSON agree,
-    both trunks are far above chance (10 %), and the trained trunk's linear top-1 is within
-    NOT_BROKEN points of the random trunk's or above it (a diverged trunk falls towards chance).
+    The 5000 embedded train images fit, the 1000 test images reported.  Asserted: the command's line
+    and JSON agree, the trunk is far above chance (10 %), and its linear top-1 is within NOT_BROKEN
+    points of the random trunk's or above it (a diverged trunk falls towards chance).  The random
+    trunk's figure is RESULTS.md's (RANDOM_TRUNK_LINEAR), not re-measured here: the documented
+    ``aasae-eval --random-init`` command runs in tests/test_documented_commands.py.
     """
     out = subprocess.run(
         [
@@ -577,14 +579,10 @@ def test_quickstart_checkpoint_evaluates_on_held_out_fashion_mnist(tmp_path, qui
     expected = f"linear top-1 = {pretrained['linear_top1']:.2f}%  knn(k=20) top-1 = {pretrained['knn_top1']:.2f}%"
     assert line.startswith(expected)
     assert f"(n_train=5000, n_test=1000, checkpoint={quickstart_checkpoint})" in line
-
-    _, config = compose(["config=benchmark/aasae/knn/quickstart", f"config.CHECKPOINT.DIR={tmp_path}"])
-    random = evaluate_frozen_trunk(config, random_init=True)
-    print(f"quickstart: {pretrained}\nrandom init: {random}")
-    assert (pretrained["n_train"], pretrained["n_test"], random["n_test"]) == (5000, 1000, 1000)
-    assert pretrained["linear_top1"] > 60.0 and random["linear_top1"] > 60.0  # chance: 10 %
-    assert pretrained["knn_top1"] > 50.0 and random["knn_top1"] > 50.0
-    assert pretrained["linear_top1"] > random["linear_top1"] - NOT_BROKEN
+    print(f"quickstart: {pretrained}")
+    assert (pretrained["n_train"], pretrained["n_test"]) == (5000, 1000)
+    assert pretrained["linear_top1"] > 60.0 and pretrained["knn_top1"] > 50.0  # chance: 10 %
+    assert pretrained["linear_top1"] > RANDOM_TRUNK_LINEAR - NOT_BROKEN
 
 
 # --------------------------------------------------------------------------- progress (issue 28)
