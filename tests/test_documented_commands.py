@@ -560,11 +560,11 @@ COMMANDS: Dict[str, object] = {
         "tests/test_nuisance_data.py::test_study_c_end_to_end_on_a_tiny_archive", "a tiny archive"
     ),
     # ---- MODEL_ZOO.md: Study C's row
-    "python benchmarks/fashion_mnist_study.py --out runs/study_c --dataset nuisance --runs aasae:0": Elsewhere(
+    "python benchmarks/fashion_mnist_study.py --out runs/study_c --dataset nuisance --runs aasae:2": Elsewhere(
         "tests/test_nuisance_data.py::test_study_c_end_to_end_on_a_tiny_archive", "a tiny archive, one epoch"
     ),
-    "aasae-export --checkpoint runs/study_c/aasae_s0/model_final_checkpoint_phase29.torch "
-    "--output aasae_rn18w025_s0.pth": Elsewhere(
+    "aasae-export --checkpoint runs/study_c/aasae_s2/model_final_checkpoint_phase29.torch "
+    "--output aasae_rn18w025_s2.pth": Elsewhere(
         "tests/test_study.py::test_the_published_miniature_reproduces_its_numbers",
         "Study C's run folder; the committed trunk it made is loaded and re-measured there",
     ),
