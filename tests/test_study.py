@@ -410,3 +410,22 @@ def test_a_terminated_study_stops_its_pretraining_and_resumes(tmp_path):
     assert log.count("\n$ ") + log.startswith("$ ") == 2 and "Resume from file" in log
     epochs = json.loads((tmp_path / "study.json").read_text())["runs"]["aasae_s0"]["epochs"]
     assert sorted(epochs, key=int) == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_report_only_needs_only_the_results_file_and_prints_the_published_tables(tmp_path):
+    """docs/RESULTS.md's `--report-only` command for Study C, on a machine without the generated images:
+    the harness's tables from the committed results file are the ones RESULTS.md shows, line for line,
+    and the results file is left as it was."""
+    results = REPO / "docs" / "results" / "nuisance_fashion_mnist_study.json"
+    before = results.read_bytes()
+    command = [sys.executable, str(HARNESS), "--out", "runs/study_c", "--dataset", "nuisance", "--report-only"]
+    command += ["--data", str(tmp_path / "not_made.npz"), "--figure", str(tmp_path / "curves.png")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert results.read_bytes() == before
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    seed_means, minus = done.stdout.split("\n\n")[:2]
+    assert "| AASAE | 3 | 30 | 14.49 [13.86-15.27] |" in seed_means and "| AAAE (3 seeds) | -0.45" in minus
+    published = (REPO / "docs" / "RESULTS.md").read_text()
+    missing = [line for line in (seed_means + "\n" + minus).splitlines() if line.strip() and line not in published]
+    assert not missing, missing
