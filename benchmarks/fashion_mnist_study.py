@@ -695,7 +695,12 @@ def report(results: Results, figure: Path) -> str:
                 else "-"
             )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
-    lines += ["", *comparison(by_variant, base), *nuisance_table(by_variant, base), "", *curves(runs)]
+    lines += ["", *comparison(by_variant, base), *nuisance_table(by_variant, base)]
+    views, dataset = data.get("settings", {}).get("views", "quickstart"), data.get("settings", {}).get("dataset")
+    weak = results.path.parent / f"{study_name('quickstart', dataset or 'fashion_mnist')}.json"
+    if views != "quickstart" and weak.exists():  # Study B: each variant against its published runs
+        lines += against_weak_views(by_variant, json.loads(weak.read_text())["runs"], weak.name)
+    lines += ["", *curves(runs)]
     lines += ["", *wall_times(runs, base)]
     plot(data, figure)
     return "\n".join(lines)
@@ -724,12 +729,31 @@ def nuisance_table(by_variant: dict, base: dict) -> list:
     return ["", header, "|---|" + "---|" * len(FACTORS), *rows]
 
 
+def against_weak_views(by_variant: dict, weak_runs: dict, weak_name: str) -> list:
+    """Study B's second reading: each variant's final figures with these views minus its runs with the
+    quickstart's weak views (the study in ``weak_name``), judged like AASAE against a baseline."""
+    weak = {}
+    for record in weak_runs.values():
+        weak.setdefault(record["variant"], []).append(record)
+    rows = []
+    for variant in ("aasae", "ae", "aaae", "vae"):
+        here = [r for r in by_variant.get(variant, []) if final_epoch(r)]
+        there = [r for r in weak.get(variant, []) if final_epoch(r)]
+        if here and there:
+            cells = [verdict(finals(here, k), finals(there, k), "higher", "lower") for k, _ in METRICS]
+            rows.append(f"| {variant.upper()} ({len(here)} / {len(there)} seeds) | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    header = f"| these views minus the weak views ({weak_name}) | " + " | ".join(label for _, label in METRICS) + " |"
+    return ["", header, "|---|" + "---|" * len(METRICS), *rows]
+
+
 def finals(records: list, key: str) -> list:
     """The value of ``key`` at the final (fully evaluated) epoch of each finished run."""
     return [r["epochs"][str(final_epoch(r))][key] for r in records if final_epoch(r)]
 
 
-def verdict(ours: list, theirs: list) -> str:
+def verdict(ours: list, theirs: list, ahead: str = "AASAE ahead", behind: str = "AASAE behind") -> str:
     """Difference of the seed means, called a difference only when larger than the seed spread
     (max - min) of either side; with one seed on each side the spread is unknown and nothing is called."""
     diff = float(np.mean(ours) - np.mean(theirs))
@@ -738,7 +762,7 @@ def verdict(ours: list, theirs: list) -> str:
         return f"{diff:+.2f} (one seed each: spread unknown)"
     if abs(diff) <= spread:
         return f"{diff:+.2f} (no difference: spread {spread:.2f})"
-    return f"**{diff:+.2f}** ({'AASAE ahead' if diff > 0 else 'AASAE behind'}: spread {spread:.2f})"
+    return f"**{diff:+.2f}** ({ahead if diff > 0 else behind}: spread {spread:.2f})"
 
 
 TRAINING = [

@@ -248,6 +248,17 @@ def test_a_difference_smaller_than_the_seed_spread_is_reported_as_none():
     assert "AASAE seed 1: linear top-1 80.40 at epoch 24 -> 86.40 at epoch 30 (+1.000 per epoch" in text
     assert "| AASAE | - | - | 0.850 |" in text and "| AE | - | - | 1.000 |" in text
 
+    # Study B's second reading: each variant with these views minus its runs with the weak views
+    weak = {
+        "aasae_s0": run("aasae", 0, 87.0, 0.9),
+        "aasae_s1": run("aasae", 1, 87.2, 0.9),
+        "ae_s0": run("ae", 0, 84.0, 1),
+    }
+    text = "\n".join(study.against_weak_views(by_variant, weak, "weak.json"))
+    assert "| these views minus the weak views (weak.json) | linear top-1 (10k labels) |" in text
+    assert "| AASAE (2 / 2 seeds) | **-0.90** (lower: spread 0.40) | +0.00 (no difference: spread 0.00) |" in text
+    assert "| AE (1 / 1 seeds) | +0.00 (one seed each: spread unknown) |" in text
+
 
 ZOO = REPO / "model_zoo"
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
