@@ -516,12 +516,12 @@ COMMANDS: Dict[str, object] = {
             "the study's run folder; the committed trunks it made are loaded and re-measured there",
         )
     ),
-    "python benchmarks/fashion_mnist_study.py --out runs/study_b --views cifar10 --runs aasae:0": Elsewhere(
+    "python benchmarks/fashion_mnist_study.py --out runs/study_b --views cifar10 --runs aasae:2": Elsewhere(
         "tests/test_study.py::test_study_b_pretrains_with_the_views_of_the_cifar10_config",
         "30 epochs of 20k images: the test runs Study B's harness on 300 real images",
     ),
-    "aasae-export --checkpoint runs/study_b/aasae_s0/model_final_checkpoint_phase29.torch "
-    "--output aasae_rn18w025_paper_views_s0.pth": (
+    "aasae-export --checkpoint runs/study_b/aasae_s2/model_final_checkpoint_phase29.torch "
+    "--output aasae_rn18w025_paper_views_s2.pth": (
         Elsewhere(
             "tests/test_study.py::test_the_published_miniature_reproduces_its_numbers",
             "Study B's run folder; the committed trunk it made is loaded and re-measured there",

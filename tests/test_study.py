@@ -272,7 +272,7 @@ ZOO_ROWS = [
     ("fashion_mnist_study.json", "fashion_mnist/aasae_rn18w025_s0.pth", "aasae", 0),
     ("fashion_mnist_study.json", "fashion_mnist/ae_rn18w025_s0.pth", "ae", 0),
     ("fashion_mnist_study.json", "fashion_mnist/aaae_rn18w025_s1.pth", "aaae", 1),
-    ("fashion_mnist_paper_views_study.json", "fashion_mnist/aasae_rn18w025_paper_views_s0.pth", "aasae", 0),
+    ("fashion_mnist_paper_views_study.json", "fashion_mnist/aasae_rn18w025_paper_views_s2.pth", "aasae", 2),
     ("nuisance_fashion_mnist_study.json", "nuisance_fashion_mnist/aasae_rn18w025_s2.pth", "aasae", 2),
 ]
 
