@@ -178,11 +178,10 @@ def parse_args(argv=None):
     # resolved: the pretraining runs in its own folder
     args.data = str(Path(args.data or DATASETS[args.dataset]["data"]).resolve())
     args.data_generator = None
-    if args.report_only:  # the tables and the figure come from the results file alone
-        pass
-    elif args.dataset == "fashion_mnist" and not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
+    checked = not args.report_only  # --report-only: the tables and the figure come from the results file alone
+    if checked and args.dataset == "fashion_mnist" and not (Path(args.data) / "train-images-idx3-ubyte.gz").exists():
         p.error(f"--data {args.data}: no train-images-idx3-ubyte.gz there (apt install dataset-fashion-mnist)")
-    elif args.dataset == "nuisance":
+    if checked and args.dataset == "nuisance":
         if not Path(args.data).is_file():
             p.error(
                 f"--data {args.data}: no such file (make it: python benchmarks/nuisance_data.py --out "
