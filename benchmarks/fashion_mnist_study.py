@@ -695,9 +695,9 @@ def report(results: Results, figure: Path) -> str:
             )
             lines.append(f"| {label} | - | - | " + " | ".join(f"{r[k]:.2f}" for k, _ in METRICS) + f" | {aug} |")
     lines += ["", *comparison(by_variant, base), *nuisance_table(by_variant, base)]
-    views, dataset = data.get("settings", {}).get("views", "quickstart"), data.get("settings", {}).get("dataset")
-    weak = results.path.parent / f"{study_name('quickstart', dataset or 'fashion_mnist')}.json"
-    if views != "quickstart" and weak.exists():  # Study B: each variant against its published runs
+    settings = {**RECORDED_DEFAULTS, **data.get("settings", {})}
+    weak = results.path.parent / f"{study_name('quickstart', settings['dataset'])}.json"
+    if settings["views"] != "quickstart" and weak.exists():  # Study B: each variant against its published runs
         lines += against_weak_views(by_variant, json.loads(weak.read_text())["runs"], weak.name)
     lines += ["", *curves(runs)]
     lines += ["", *wall_times(runs, base)]

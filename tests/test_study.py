@@ -440,3 +440,14 @@ def test_report_only_needs_only_the_results_file_and_prints_the_published_tables
     published = (REPO / "docs" / "RESULTS.md").read_text()
     missing = [line for line in (seed_means + "\n" + minus).splitlines() if line.strip() and line not in published]
     assert not missing, missing
+
+
+def test_study_b_report_weighs_each_variant_against_its_published_weak_view_runs(tmp_path):
+    """Study B's `--report-only` reads the published study's results beside its own: the second predeclared
+    reading is in the report, AASAE's three seeds against the published three."""
+    command = [sys.executable, str(HARNESS), "--out", "runs/study_b", "--views", "cifar10", "--report-only"]
+    command += ["--data", str(tmp_path / "no_fashion_mnist"), "--figure", str(tmp_path / "curves.png")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| these views minus the weak views (fashion_mnist_study.json) | linear top-1 (10k labels) |" in done.stdout
+    assert "| AASAE (3 / 3 seeds) | -0.41 (no difference: spread 1.31) |" in done.stdout
